@@ -1,0 +1,52 @@
+"""The ``invrim`` command: thin argument parsing over the library."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .. import __version__
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line on stderr with exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="invrim",
+        description="Recurrent Inference Machines for inverse problems.",
+        epilog="Run 'invrim COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"invrim {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    info = sub.add_parser("info", help="versions and the available backbones")
+    info.set_defaults(handler=_info)
+    return parser
+
+
+def _info(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..backbones import BUILTIN_BACKBONES
+    print(f"invrim {__version__} (torch {torch.__version__}, python {sys.version.split()[0]})")
+    print("backbones: " + ", ".join(sorted(BUILTIN_BACKBONES)))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.handler(args) or 0)
+    except (UsageError, ValueError, TypeError, FileNotFoundError, PermissionError) as e:
+        if args.verbose:
+            raise
+        print(f"invrim {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("invrim: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,48 @@
+"""Forward-model base classes: ``y = F(x)``, batched on the first axis."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+
+class ForwardModel(nn.Module):
+    """A (possibly nonlinear) forward model ``F``: ``forward(x, **params) -> y``.
+
+    ``x`` and ``y`` are batched on their first axis. Per-sample parameters (masks, PSFs, coil
+    maps, noise levels) are keyword arguments named like the dataset variables that hold them.
+
+    Class attributes describe the data: ``x_dims`` / ``y_dims`` name the non-batch axes of
+    ``x`` and ``y`` (e.g. ``("channel", "y", "x")``), ``y_is_complex`` says whether ``y`` is
+    complex. :meth:`config` returns the JSON-serialisable keyword arguments that rebuild the
+    model (``type(self)(**self.config())``).
+    """
+
+    name: str = "forward_model"
+    x_dims: tuple[str, ...] = ()
+    y_dims: tuple[str, ...] = ()
+    y_is_complex: bool = False
+    linear: bool = False
+
+    def forward(self, x: Tensor, **params: Any) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+
+class LinearForwardModel(ForwardModel):
+    """A linear forward model ``y = A x`` with its exact adjoint ``A^H y``.
+
+    Subclasses implement :meth:`forward` and :meth:`adjoint`; they may implement
+    :meth:`pseudo_inverse` (used by the ``approximate_inverse`` initialisation), which defaults
+    to the adjoint.
+    """
+
+    linear = True
+
+    def adjoint(self, y: Tensor, **params: Any) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def pseudo_inverse(self, y: Tensor, **params: Any) -> Tensor:
+        return self.adjoint(y, **params)

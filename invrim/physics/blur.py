@@ -1,0 +1,142 @@
+"""Blur by a point-spread function (1-, 2- or 3-D; one PSF or one per sample)."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import LinearForwardModel
+
+_CONV = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d),
+         3: (F.conv3d, F.conv_transpose3d)}
+_BOUNDARIES = ("same", "periodic")
+
+
+def gaussian_psf(size: int, sigma: float, dimensions: int = 2, dtype=torch.float32) -> Tensor:
+    """A normalised Gaussian PSF of odd ``size`` along each of ``dimensions`` axes."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"PSF size must be a positive odd integer, got {size}")
+    if sigma <= 0:
+        raise ValueError(f"PSF sigma must be positive, got {sigma}")
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-0.5 * (r / sigma) ** 2)
+    psf = g
+    for _ in range(dimensions - 1):
+        psf = psf[..., None] * g
+    return (psf / psf.sum()).to(dtype)
+
+
+class Blur(LinearForwardModel):
+    """Convolution with a point-spread function: ``y = psf * x``.
+
+    Parameters
+    ----------
+    psf
+        The kernel, shape ``(k1[, k2[, k3]])`` with odd sizes, centred on its middle pixel.
+        Omit it to pass a per-sample ``psf`` of shape ``(B, k1, ...)`` to every call instead.
+    dimensions
+        Number of spatial axes (1, 2 or 3); taken from ``psf`` when given.
+    boundary
+        ``"same"`` (zero padding, output the size of the input) or ``"periodic"`` (circular).
+
+    ``x`` has shape ``(B, C, *spatial)``; every channel is blurred by the same PSF. This is a true
+    convolution (the PSF is flipped), as in ``scipy.signal.convolve(..., mode="same")``.
+    """
+
+    name = "blur"
+    x_dims = ("channel", "y", "x")
+    y_dims = ("channel", "y", "x")
+
+    def __init__(self, psf: Optional[Tensor] = None, dimensions: Optional[int] = None,
+                 boundary: str = "same"):
+        super().__init__()
+        if boundary not in _BOUNDARIES:
+            raise ValueError(f"boundary must be one of {_BOUNDARIES}, got {boundary!r}")
+        if psf is not None:
+            psf = torch.as_tensor(psf)
+            if dimensions is not None and psf.dim() != dimensions:
+                raise ValueError(f"psf has {psf.dim()} axes but dimensions={dimensions}")
+            dimensions = psf.dim()
+            self._check_psf(psf, batched=False)
+            self.register_buffer("psf", psf.clone())
+        else:
+            self.psf = None
+        if dimensions not in _CONV:
+            raise ValueError(f"dimensions must be 1, 2 or 3, got {dimensions}")
+        self.dimensions = dimensions
+        self.boundary = boundary
+        spatial = ("y", "x") if dimensions == 2 else tuple(f"s{i}" for i in range(dimensions))
+        self.x_dims = self.y_dims = ("channel", *spatial)
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"dimensions": self.dimensions, "boundary": self.boundary}
+        if self.psf is not None:
+            cfg["psf"] = self.psf.tolist()
+        return cfg
+
+    def _check_psf(self, psf: Tensor, batched: bool) -> None:
+        k = psf.shape[1:] if batched else psf.shape
+        if any(s % 2 == 0 for s in k):
+            raise ValueError(f"psf sizes must be odd (centred kernel), got {tuple(k)}")
+
+    def _kernel(self, x: Tensor, psf: Optional[Tensor]) -> tuple[Tensor, bool]:
+        if psf is None:
+            if self.psf is None:
+                raise ValueError("Blur was built without a psf: pass psf=... of shape (B, k, ...)")
+            return self.psf.to(dtype=x.dtype, device=x.device), False
+        psf = psf.to(dtype=x.dtype, device=x.device)
+        if psf.dim() == self.dimensions:
+            return psf, False
+        if psf.dim() != self.dimensions + 1 or psf.shape[0] != x.shape[0]:
+            raise ValueError(f"per-sample psf must have shape (B={x.shape[0]}, k1, ...) with "
+                             f"{self.dimensions} kernel axes, got {tuple(psf.shape)}")
+        return psf, True
+
+    def _apply(self, x: Tensor, psf: Optional[Tensor], adjoint: bool) -> Tensor:
+        d = self.dimensions
+        if x.dim() != d + 2:
+            raise ValueError(f"Blur expects x of shape (B, C, {d} spatial axes), got {tuple(x.shape)}")
+        kernel, batched = self._kernel(x, psf)
+        ks = kernel.shape[-d:]
+        if any(k > n for k, n in zip(ks, x.shape[2:])):
+            raise ValueError(f"psf {tuple(ks)} is larger than the signal {tuple(x.shape[2:])}")
+        if self.boundary == "periodic":
+            return self._periodic(x, kernel, batched, adjoint)
+        B, C = x.shape[:2]
+        conv, conv_t = _CONV[d]
+        # F.conv*d is a correlation: flip the kernel for a true convolution.
+        w = torch.flip(kernel, dims=list(range(-d, 0)))
+        pad = [k // 2 for k in ks]
+        if batched:
+            w = w.repeat_interleave(C, dim=0).unsqueeze(1)           # (B*C, 1, k...)
+            inp = x.reshape(1, B * C, *x.shape[2:])
+            groups = B * C
+        else:
+            w = w.expand(C, 1, *ks)                                     # depthwise, same PSF
+            inp, groups = x, C
+        op = conv_t if adjoint else conv
+        out = op(inp, w, padding=pad, groups=groups)
+        return out.reshape(x.shape)
+
+    def _periodic(self, x: Tensor, kernel: Tensor, batched: bool, adjoint: bool) -> Tensor:
+        d = self.dimensions
+        axes = list(range(-d, 0))
+        size = x.shape[-d:]
+        # Place the kernel centre at the origin, zero-padded to the signal size.
+        full = torch.zeros(*kernel.shape[:-d], *size, dtype=kernel.dtype, device=kernel.device)
+        full[(...,) + tuple(slice(0, k) for k in kernel.shape[-d:])] = kernel
+        full = torch.roll(full, shifts=[-(k // 2) for k in kernel.shape[-d:]], dims=axes)
+        H = torch.fft.rfftn(full, dim=axes)
+        if batched:
+            H = H.unsqueeze(1)
+        if adjoint:
+            H = H.conj()
+        return torch.fft.irfftn(torch.fft.rfftn(x, dim=axes) * H, s=size, dim=axes)
+
+    def forward(self, x: Tensor, psf: Optional[Tensor] = None, **params: Any) -> Tensor:
+        return self._apply(x, psf, adjoint=False)
+
+    def adjoint(self, y: Tensor, psf: Optional[Tensor] = None, **params: Any) -> Tensor:
+        return self._apply(y, psf, adjoint=True)

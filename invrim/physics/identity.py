@@ -1,0 +1,22 @@
+"""Denoising: the identity forward model."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from .base import LinearForwardModel
+
+
+class Identity(LinearForwardModel):
+    """``y = x`` (denoising). Its adjoint and pseudo-inverse are the identity too."""
+
+    name = "identity"
+    x_dims = ("channel", "y", "x")
+    y_dims = ("channel", "y", "x")
+
+    def forward(self, x: Tensor, **params: Any) -> Tensor:
+        return x
+
+    def adjoint(self, y: Tensor, **params: Any) -> Tensor:
+        return y
