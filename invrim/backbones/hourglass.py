@@ -177,6 +177,8 @@ class Hourglass(Backbone):
             decoder.append(_Level([conv_nd(d, c, c, kernel_size) for _ in range(num_layers)], up))
         self.decoder = nn.ModuleList(decoder)
         self.output_layer = conv_nd(d, c, channels, 1)
+        if self._memory_format is not None:
+            self.to(memory_format=self._memory_format)
 
     def forward(self, x: Tensor, score: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         act = self.act

@@ -144,6 +144,8 @@ class UNet(Backbone):
             c = w
         self.decoder = nn.ModuleList(decoder)
         self.output_layer = conv_nd(d, c, channels, k)
+        if self._memory_format is not None:
+            self.to(memory_format=self._memory_format)
 
     def forward(self, x: Tensor, score: Tensor, h: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         act = self.act
