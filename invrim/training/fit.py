@@ -220,10 +220,11 @@ def fit(
     good_state = _state_tensors(model)
     began = time.monotonic()
     epoch_seconds = 0.0
-    bar = tqdm(range(start_epoch, epochs), initial=start_epoch, total=epochs, disable=not progress,
-               desc="training", unit="epoch", dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="training", unit="step",
+               dynamic_ncols=True)
     last_saved = start_epoch
-    for epoch in bar:
+    for epoch in range(start_epoch, epochs):
+        bar.set_description(f"epoch {epoch + 1}/{epochs}")
         if (time.monotonic() - began + epoch_seconds) > max_time * 3600:
             history.stop_reason = "time limit"
             break
@@ -248,6 +249,7 @@ def fit(
             if ema is not None:
                 ema.update()
             step += 1
+            bar.update(1)
             total += value * y.shape[0]
             count += y.shape[0]
         if nonfinite is not None:
