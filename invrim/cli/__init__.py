@@ -22,15 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="versions and the available backbones")
     info.set_defaults(handler=_info)
+    from . import plugins
+    plugins.add_parser(sub)
     return parser
 
 
 def _info(args: argparse.Namespace) -> int:
     import torch
 
-    from ..backbones import BUILTIN_BACKBONES
+    from ..plugins import registry
     print(f"invrim {__version__} (torch {torch.__version__}, python {sys.version.split()[0]})")
-    print("backbones: " + ", ".join(sorted(BUILTIN_BACKBONES)))
+    for kind, components in registry().kinds().items():
+        print(f"{kind.replace('_', ' ')}: {', '.join(components.names()) or '-'}")
     return 0
 
 
@@ -42,7 +45,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     try:
         return int(args.handler(args) or 0)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, PermissionError) as e:
+    except (UsageError, ValueError, TypeError, ImportError, OSError) as e:
         if args.verbose:
             raise
         print(f"invrim {args.command}: error: {e}", file=sys.stderr)

@@ -30,6 +30,13 @@ class Gaussian(Likelihood):
     def config(self) -> dict[str, Any]:
         return {"sigma": self.sigma}
 
+    @classmethod
+    def example(cls):
+        g = torch.Generator().manual_seed(0)
+        prediction = torch.randn(3, 1, 6, 5, generator=g)
+        sigma = torch.tensor([0.1, 0.5, 2.0])
+        return cls(0.3), prediction, prediction + torch.randn(3, 1, 6, 5, generator=g), {"sigma": sigma}
+
     def _sigma(self, y: Tensor, sigma: Optional[Tensor]) -> Tensor | float:
         if sigma is None:
             return self.sigma

@@ -30,6 +30,12 @@ class ForwardModel(nn.Module):
     def config(self) -> dict[str, Any]:
         return {}
 
+    @classmethod
+    def example(cls) -> tuple["ForwardModel", Tensor, dict[str, Any]]:
+        """A small instance, an input batch ``x`` and per-sample ``params`` for the conformance
+        kit (``invrim plugins check``). Override it in your forward model."""
+        raise NotImplementedError(f"{cls.__name__} offers no example()")
+
 
 class LinearForwardModel(ForwardModel):
     """A linear forward model ``y = A x`` with its exact adjoint ``A^H y``.

@@ -70,6 +70,12 @@ class Blur(LinearForwardModel):
         spatial = ("y", "x") if dimensions == 2 else tuple(f"s{i}" for i in range(dimensions))
         self.x_dims = self.y_dims = ("channel", *spatial)
 
+    @classmethod
+    def example(cls):
+        g = torch.Generator().manual_seed(0)
+        psf = torch.rand(2, 5, 3, generator=g)
+        return cls(dimensions=2), torch.randn(2, 2, 12, 9, generator=g), {"psf": psf}
+
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"dimensions": self.dimensions, "boundary": self.boundary}
         if self.psf is not None:
@@ -94,7 +100,7 @@ class Blur(LinearForwardModel):
                              f"{self.dimensions} kernel axes, got {tuple(psf.shape)}")
         return psf, True
 
-    def _apply(self, x: Tensor, psf: Optional[Tensor], adjoint: bool) -> Tensor:
+    def _blur(self, x: Tensor, psf: Optional[Tensor], adjoint: bool) -> Tensor:
         d = self.dimensions
         if x.dim() != d + 2:
             raise ValueError(f"Blur expects x of shape (B, C, {d} spatial axes), got {tuple(x.shape)}")
@@ -136,7 +142,7 @@ class Blur(LinearForwardModel):
         return torch.fft.irfftn(torch.fft.rfftn(x, dim=axes) * H, s=size, dim=axes)
 
     def forward(self, x: Tensor, psf: Optional[Tensor] = None, **params: Any) -> Tensor:
-        return self._apply(x, psf, adjoint=False)
+        return self._blur(x, psf, adjoint=False)
 
     def adjoint(self, y: Tensor, psf: Optional[Tensor] = None, **params: Any) -> Tensor:
-        return self._apply(y, psf, adjoint=True)
+        return self._blur(y, psf, adjoint=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .base import LinearForwardModel
@@ -14,6 +15,10 @@ class Identity(LinearForwardModel):
     name = "identity"
     x_dims = ("channel", "y", "x")
     y_dims = ("channel", "y", "x")
+
+    @classmethod
+    def example(cls):
+        return cls(), torch.randn(2, 1, 8, 7, generator=torch.Generator().manual_seed(0)), {}
 
     def forward(self, x: Tensor, **params: Any) -> Tensor:
         return x

@@ -171,8 +171,9 @@ def select_weights(directory: Union[str, Path], which: Union[str, int] = "best")
 
 
 def build_backbone(name: str, config: dict[str, Any]) -> nn.Module:
-    from ..backbones import build_backbone as _build
-    return _build(name, **config)
+    """Rebuild a saved backbone through the plugin registry (built-in or third-party)."""
+    from ..plugins import registry
+    return registry().backbones.build(name, **config)
 
 
 def load_model(directory: Union[str, Path], model: Optional[nn.Module] = None,

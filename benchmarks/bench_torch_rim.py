@@ -1,0 +1,491 @@
+#!/usr/bin/env python
+"""Benchmark invrim's RIM + Hourglass against the seed library torch-rim 0.2.9 (``import rim``).
+
+Both libraries solve the same problem in the same process with the same backbone
+hyper-parameters (channels=1, 2-D, 64x64, batch 8, fp32, nf=32, ch_mult=(2, 2),
+hidden_units=32, num_layers=2, kernel_size=3) and the *same* analytic score function: 2-D
+deblurring with a fixed 7x7 Gaussian PSF (sigma 1.5) and Gaussian noise,
+``score(x, y) = A^T (y - A x) / sigma_n^2``, with ``A`` a depthwise 'same' ``F.conv2d``.
+
+For every T it measures
+
+1. the training-step time  ``zero_grad; loss_fn(y, x).backward(); Adam.step()``,
+2. the inference time      ``predict(y)``,
+3. the memory of one training step (forward + backward), each configuration in a fresh
+   subprocess (``--child``): peak-RSS increase, peak live tensor bytes (from the profiler's
+   allocator events: does not depend on glibc) and bytes of tensors saved for backward.
+
+Timings are medians over repeats taken after warm-up, with the libraries interleaved
+(A B C, C B A, ...) so that machine noise hits all of them alike.
+
+Usage::
+
+    python benchmarks/bench_torch_rim.py                 # full run, T in 5 10 20 40
+    python benchmarks/bench_torch_rim.py --quick         # smoke test (< 60 s)
+    python benchmarks/bench_torch_rim.py --json out.json --threads 2
+    python benchmarks/bench_torch_rim.py --device cuda   # GPU (memory via the CUDA allocator)
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+# ----------------------------------------------------------------------------- set-up
+HOURGLASS = dict(nf=32, ch_mult=(2, 2), hidden_units=32, num_layers=2, kernel_size=3)
+C, N, B = 1, 64, 8                   # channels, image side, batch
+PSF_SIZE, PSF_SIGMA = 7, 1.5
+NOISE_SIGMA = 0.05
+LR = 1e-4
+SEED = 0
+
+# configurations: (label, library, checkpointing)
+CONFIGS = {
+    "torch-rim": ("torch-rim", False),
+    "invrim": ("invrim", False),
+    "invrim-ckpt": ("invrim", True),
+}
+
+
+def gaussian_psf(size: int = PSF_SIZE, sigma: float = PSF_SIGMA) -> torch.Tensor:
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-0.5 * (r / sigma) ** 2)
+    psf = g[:, None] * g[None, :]
+    return (psf / psf.sum()).float()
+
+
+class Deblur:
+    """The forward model ``A`` (depthwise 'same' blur), its adjoint and the analytic score."""
+
+    def __init__(self, device: torch.device):
+        psf = gaussian_psf().to(device)
+        # F.conv2d is a correlation: flip for a true convolution (the Gaussian is symmetric).
+        self.w = torch.flip(psf, dims=(0, 1)).expand(C, 1, PSF_SIZE, PSF_SIZE).contiguous()
+        self.pad = PSF_SIZE // 2
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.w, padding=self.pad, groups=C)
+
+    def AT(self, r: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(r, self.w, padding=self.pad, groups=C)
+
+
+_PHYSICS: dict[str, Deblur] = {}
+
+
+def score_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``grad_x log p(y | x) = A^T (y - A x) / sigma^2`` -- the same callable for both libraries."""
+    op = _PHYSICS[str(x.device)]
+    return op.AT(y - op.A(x)) / NOISE_SIGMA ** 2
+
+
+def make_data(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-seed ground truth (sums of Gaussian blobs in [0, 1]) and blurred noisy observation."""
+    _PHYSICS.setdefault(str(device), Deblur(device))
+    g = torch.Generator().manual_seed(SEED)
+    grid = torch.arange(N, dtype=torch.float32)
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    x = torch.zeros(B, C, N, N)
+    for b in range(B):
+        for _ in range(6):
+            cy, cx = (torch.rand(2, generator=g) * N).tolist()
+            s = 2.0 + 6.0 * torch.rand(1, generator=g).item()
+            amp = 0.3 + 0.7 * torch.rand(1, generator=g).item()
+            x[b, 0] += amp * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+    x = (x / x.amax(dim=(1, 2, 3), keepdim=True)).to(device)
+    noise = torch.randn(B, C, N, N, generator=g).to(device)
+    y = _PHYSICS[str(device)].A(x) + NOISE_SIGMA * noise
+    return y, x
+
+
+def make_model(lib: str, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(SEED)
+    if lib == "torch-rim":
+        from rim.architectures.hourglass import Hourglass
+        return Hourglass(C, dimensions=2, **HOURGLASS).to(device)
+    from invrim.backbones.hourglass import Hourglass
+    return Hourglass(C, dimensions=2, **HOURGLASS).to(device)
+
+
+def make_rim(lib: str, model: torch.nn.Module, T: int, checkpointing: bool, device: torch.device):
+    if lib == "torch-rim":
+        from rim import RIM
+        return RIM((N, N), model, score_fn=score_fn, T=T, device=device)
+    from invrim.rim import RIM
+    return RIM((N, N), model, score_fn=score_fn, T=T, checkpointing=checkpointing)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step(rim, opt, y, x) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss = rim.loss_fn(y, x)
+    loss.backward()
+    opt.step()
+
+
+class Runner:
+    """One configuration at one T: its RIM, optimiser and the two timed closures."""
+
+    def __init__(self, key: str, T: int, device: torch.device, y, x):
+        lib, ckpt = CONFIGS[key]
+        self.key, self.lib = key, lib
+        self.model = make_model(lib, device)
+        self.rim = make_rim(lib, self.model, T, ckpt, device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
+        self.y, self.x = y, x
+
+    def train(self) -> None:
+        train_step(self.rim, self.opt, self.y, self.x)
+
+    def predict(self) -> None:
+        self.rim.predict(self.y)
+
+    def predict_no_grad(self) -> None:
+        with torch.no_grad():
+            self.rim.predict(self.y)
+
+
+def timeit(fn: Callable[[], None], device: torch.device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, Callable[[], None]], device: torch.device, warmup: int,
+                repeats: int, min_repeats: int, budget_s: float) -> dict[str, list[float]]:
+    """Time every closure ``repeats`` times, alternating A B C / C B A; stop early (but not
+    before ``min_repeats``) once ``budget_s`` seconds have been spent on the timed rounds."""
+    keys = list(fns)
+    for _ in range(warmup):
+        for k in keys:
+            fns[k]()
+    sync(device)
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    start = time.perf_counter()
+    for r in range(repeats):
+        order = keys if r % 2 == 0 else keys[::-1]
+        for k in order:
+            times[k].append(timeit(fns[k], device))
+        if r + 1 >= min_repeats and time.perf_counter() - start > budget_s:
+            break
+    return times
+
+
+# ----------------------------------------------------------------------------- memory (child)
+def current_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def max_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Measure one configuration's training-step memory in this (fresh) process."""
+    device = torch.device(spec["device"])
+    torch.set_num_threads(spec["threads"])
+    key, T = spec["config"], spec["T"]
+    lib, ckpt = CONFIGS[key]
+    y, x = make_data(device)
+    model = make_model(lib, device)
+    rim = make_rim(lib, model, T, ckpt, device)
+    warm = make_rim(lib, model, 1, ckpt, device)      # same backbone, T=1
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    # Warm-up: two full training steps at T=1 create the Adam state, oneDNN primitives and
+    # the thread pool, so that the baseline below contains everything except the T-dependent
+    # activations. Their own peak is far below that of any measured step (T >= 2).
+    for _ in range(2):
+        train_step(warm, opt, y, x)
+    opt.zero_grad(set_to_none=True)
+    gc.collect()
+    out: dict[str, Any] = {"config": key, "T": T, "params": n_params(model)}
+
+    # (1) peak RSS increase of one training step (CPU) / CUDA allocator peak (GPU)
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        train_step(rim, opt, y, x)
+        sync(device)
+        out["peak_bytes"] = torch.cuda.max_memory_allocated(device) - base
+        out["peak_kind"] = "cuda_max_memory_allocated"
+    else:
+        base = current_rss()
+        out["rss_before"] = base
+        out["maxrss_before"] = max_rss()
+        train_step(rim, opt, y, x)
+        out["maxrss_after"] = max_rss()
+        out["peak_bytes"] = out["maxrss_after"] - base
+        out["peak_kind"] = "ru_maxrss - rss_before"
+    opt.zero_grad(set_to_none=True)
+    gc.collect()
+
+    # (2) allocator-independent: peak of live tensor bytes during one step, from the
+    # profiler's allocation/free events (includes checkpoint recomputation inside backward),
+    # and (3) unique storage bytes saved for backward (parameters excluded).
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        st = t.untyped_storage()
+        ptr = st.data_ptr()
+        if ptr not in param_ptrs:
+            saved[ptr] = max(saved.get(ptr, 0), st.nbytes())
+        return t
+
+    if device.type == "cpu":
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                train_step(rim, opt, y, x)
+        events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                        if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+        live = peak = 0
+        for _, nb in events:
+            live += nb
+            peak = max(peak, live)
+        out["tensor_peak_bytes"] = peak
+    else:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            train_step(rim, opt, y, x)
+    # With non-reentrant checkpointing the pack hook of torch.utils.checkpoint shadows ours,
+    # so only the tensors saved outside the checkpointed steps are seen: not comparable.
+    out["saved_bytes"] = None if ckpt else sum(saved.values())
+    return out
+
+
+def run_child(key: str, T: int, args) -> dict[str, Any]:
+    spec = {"config": key, "T": T, "device": args.device, "threads": args.threads}
+    env = dict(os.environ)
+    # A fixed mmap threshold disables glibc's dynamic threshold, so large tensors are
+    # mmap'd and unmapped when freed: RSS then follows the live memory instead of whatever
+    # the heap happened to keep from earlier steps. Same for every configuration.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(128 * 1024))
+    env.setdefault("OMP_NUM_THREADS", str(args.threads))
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child {spec} failed:\n{proc.stderr[-4000:]}")
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+# ----------------------------------------------------------------------------- reporting
+def fmt_s(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v * 1e3:.0f} ms" if v < 1 else f"{v:.2f} s"
+
+
+def fmt_mb(v: float | None) -> str:
+    return "-" if v is None else f"{v / 2 ** 20:.0f} MiB"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b in (None, 0) else f"{a / b:.2f}x"
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name"):
+                    cpu = ln.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    try:
+        import importlib.metadata as md
+        trim_v = md.version("torch-rim")
+    except Exception:
+        trim_v = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_rim": trim_v, "python": platform.python_version(), "loadavg": load}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke test: T in 5 10, one repeat")
+    ap.add_argument("--T", type=int, nargs="+", default=None, help="steps to benchmark (default 5 10 20 40)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up rounds per T (default 1)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per T (default 7)")
+    ap.add_argument("--min-repeats", type=int, default=None, help="rounds always done (default 3)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds per T and measure after which rounds stop once min-repeats are done (default 240)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    ap.add_argument("--no-ckpt-time", action="store_true", help="do not time invrim with checkpointing")
+    ap.add_argument("--json", default=None, help="write the results there")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child is not None:
+        print("RESULT " + json.dumps(child(json.loads(args.child))), flush=True)
+        return
+
+    quick = args.quick
+    Ts = args.T or ([5, 10] if quick else [5, 10, 20, 40])
+    warmup = args.warmup if args.warmup is not None else 1
+    repeats = args.repeats if args.repeats is not None else (1 if quick else 7)
+    min_repeats = min(repeats, args.min_repeats if args.min_repeats is not None else (1 if quick else 3))
+    budget = args.budget if args.budget is not None else (0.0 if quick else 240.0)
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+
+    info = machine_info()
+    print(f"# invrim vs torch-rim {info['torch_rim']}  ({device}, {args.threads} threads)")
+    print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
+          f"python {info['python']}, loadavg at start {info['loadavg']}")
+    print(f"problem: deblur, {B}x{C}x{N}x{N} fp32, PSF {PSF_SIZE}x{PSF_SIZE} sigma {PSF_SIGMA}, "
+          f"noise {NOISE_SIGMA}; Hourglass {HOURGLASS}")
+    y, x = make_data(device)
+    pc = {lib: n_params(make_model(lib, device)) for lib in ("torch-rim", "invrim")}
+    print(f"parameters: torch-rim {pc['torch-rim']:,}  invrim {pc['invrim']:,}")
+    print(f"T={Ts}, warm-up {warmup}, repeats {min_repeats}..{repeats} (budget {budget:.0f} s per T)\n",
+          flush=True)
+
+    train_keys = ["torch-rim", "invrim"] + ([] if args.no_ckpt_time else ["invrim-ckpt"])
+    results: dict[str, Any] = {"machine": info, "device": str(device), "threads": args.threads,
+                               "params": pc, "T": Ts, "train": {}, "predict": {}, "memory": {},
+                               "settings": {"batch": B, "size": N, "hourglass": HOURGLASS,
+                                            "warmup": warmup, "repeats": repeats,
+                                            "min_repeats": min_repeats, "budget_s": budget}}
+    t_start = time.perf_counter()
+    for T in Ts:
+        load0 = os.getloadavg()
+        runners = {k: Runner(k, T, device, y, x) for k in train_keys}
+        tt = interleaved({k: r.train for k, r in runners.items()}, device, warmup, repeats,
+                         min_repeats, budget)
+        pf = {"torch-rim": runners["torch-rim"].predict,
+              "torch-rim (no_grad)": runners["torch-rim"].predict_no_grad,
+              "invrim": runners["invrim"].predict}
+        pt = interleaved(pf, device, warmup, repeats, min_repeats, budget / 2)
+        load1 = os.getloadavg()
+        results["train"][T] = {k: {"median": statistics.median(v), "min": min(v), "times": v}
+                               for k, v in tt.items()}
+        results["predict"][T] = {k: {"median": statistics.median(v), "min": min(v), "times": v}
+                                 for k, v in pt.items()}
+        results["train"][T]["loadavg"] = [load0, load1]
+        med = {k: statistics.median(v) for k, v in tt.items()}
+        pmed = {k: statistics.median(v) for k, v in pt.items()}
+        print(f"T={T:>3}  train: " + "  ".join(f"{k} {fmt_s(v)}" for k, v in med.items())
+              + f"  | predict: " + "  ".join(f"{k} {fmt_s(v)}" for k, v in pmed.items())
+              + f"  | load {load0[0]:.1f}->{load1[0]:.1f}  [{time.perf_counter() - t_start:.0f} s]",
+              flush=True)
+        del runners
+        gc.collect()
+
+    if not args.no_memory:
+        mem_Ts = Ts
+        for T in mem_Ts:
+            results["memory"][T] = {}
+            for key in CONFIGS:
+                r = run_child(key, T, args)
+                results["memory"][T][key] = r
+            m = results["memory"][T]
+            print(f"T={T:>3}  memory (peak, tensor peak): " + "  ".join(
+                f"{k} {fmt_mb(v['peak_bytes'])}/{fmt_mb(v.get('tensor_peak_bytes'))}" for k, v in m.items())
+                + f"  [{time.perf_counter() - t_start:.0f} s]", flush=True)
+    results["loadavg_end"] = os.getloadavg()
+    results["wall_s"] = time.perf_counter() - t_start
+
+    print()
+    print(report(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+        print(f"\nwrote {args.json}")
+
+
+def report(res: dict[str, Any]) -> str:
+    """Markdown tables of times, memory and ratios invrim / torch-rim."""
+    lines = []
+    Ts = res["T"]
+    has_ckpt = all("invrim-ckpt" in res["train"][T] for T in Ts)
+    lines.append("Times (median; ratio = invrim / torch-rim):\n")
+    hdr = "| T | train torch-rim | train invrim | ratio | "
+    if has_ckpt:
+        hdr += "train invrim ckpt | ratio | "
+    hdr += "predict torch-rim | predict invrim | ratio | predict torch-rim no_grad | ratio vs no_grad |"
+    lines.append(hdr)
+    lines.append("|" + "---|" * (hdr.count("|") - 1))
+    for T in Ts:
+        tr, pr = res["train"][T], res["predict"][T]
+        a, b = tr["torch-rim"]["median"], tr["invrim"]["median"]
+        row = f"| {T} | {fmt_s(a)} | {fmt_s(b)} | {ratio(b, a)} | "
+        if has_ckpt:
+            c = tr["invrim-ckpt"]["median"]
+            row += f"{fmt_s(c)} | {ratio(c, a)} | "
+        pa, pb, pn = (pr["torch-rim"]["median"], pr["invrim"]["median"],
+                      pr["torch-rim (no_grad)"]["median"])
+        row += f"{fmt_s(pa)} | {fmt_s(pb)} | {ratio(pb, pa)} | {fmt_s(pn)} | {ratio(pb, pn)} |"
+        lines.append(row)
+    if res["memory"]:
+        kind = next(iter(next(iter(res["memory"].values())).values()))["peak_kind"]
+        lines.append(f"\nMemory of one training step (peak = {kind}; tensor peak = peak live tensor "
+                     "bytes from the profiler's allocator events; saved = unique storages saved for "
+                     "backward, parameters excluded):\n")
+        hdr = ("| T | peak torch-rim | peak invrim | ratio | peak invrim ckpt | ratio | "
+               "tensor peak torch-rim | invrim | ratio | invrim ckpt | ratio | "
+               "saved torch-rim | saved invrim | ratio |")
+        lines.append(hdr)
+        lines.append("|" + "---|" * (hdr.count("|") - 1))
+        for T, m in res["memory"].items():
+            a, b, c = (m[k]["peak_bytes"] for k in ("torch-rim", "invrim", "invrim-ckpt"))
+            ta, tb, tc = (m[k].get("tensor_peak_bytes") for k in ("torch-rim", "invrim", "invrim-ckpt"))
+            sa, sb = m["torch-rim"]["saved_bytes"], m["invrim"]["saved_bytes"]
+            lines.append(f"| {T} | {fmt_mb(a)} | {fmt_mb(b)} | {ratio(b, a)} | {fmt_mb(c)} | {ratio(c, a)} | "
+                         f"{fmt_mb(ta)} | {fmt_mb(tb)} | {ratio(tb, ta)} | {fmt_mb(tc)} | {ratio(tc, ta)} | "
+                         f"{fmt_mb(sa)} | {fmt_mb(sb)} | {ratio(sb, sa)} |")
+    # targets
+    lines.append("\nTargets:")
+    tr_r = {T: res["train"][T]["invrim"]["median"] / res["train"][T]["torch-rim"]["median"] for T in Ts}
+    pr_r = {T: res["predict"][T]["invrim"]["median"] / res["predict"][T]["torch-rim"]["median"] for T in Ts}
+    ok = all(v <= 0.8 for v in tr_r.values())
+    lines.append(f"- training step <= 0.8x torch-rim: {'MET' if ok else 'NOT MET'} "
+                 f"(worst {max(tr_r.values()):.2f}x)")
+    ok = all(v <= 0.7 for v in pr_r.values())
+    lines.append(f"- inference <= 0.7x torch-rim: {'MET' if ok else 'NOT MET'} "
+                 f"(worst {max(pr_r.values()):.2f}x)")
+    if res["memory"]:
+        Tm = max(res["memory"])
+        m = res["memory"][Tm]
+        r = m["invrim-ckpt"]["peak_bytes"] / m["torch-rim"]["peak_bytes"]
+        lines.append(f"- checkpointing peak memory at T={Tm} <= 0.4x torch-rim: "
+                     f"{'MET' if r <= 0.4 else 'NOT MET'} ({r:.2f}x"
+                     + (f"; tensor peak {m['invrim-ckpt']['tensor_peak_bytes'] / m['torch-rim']['tensor_peak_bytes']:.2f}x"
+                        if m["torch-rim"].get("tensor_peak_bytes") else "") + ")")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""invrim's own components, registered through the same hooks as any plugin."""
+from __future__ import annotations
+
+from .component import Component
+from .spec import hookimpl
+
+
+@hookimpl
+def invrim_forward_models():
+    return [
+        Component("identity", "invrim.physics.identity:Identity", "denoising: y = x"),
+        Component("blur", "invrim.physics.blur:Blur",
+                  "convolution with a point-spread function (1-3-D, one PSF or one per sample)"),
+    ]
+
+
+@hookimpl
+def invrim_backbones():
+    return [
+        Component("hourglass", "invrim.backbones.hourglass:Hourglass",
+                  "encoder / conv-GRU / decoder (torch-rim's network), 0-3-D, any size"),
+        Component("unet", "invrim.backbones.unet:UNet", "U-Net with a conv-GRU at every resolution level"),
+        Component("rim_cell", "invrim.backbones.rim_cell:RIMCell",
+                  "DIRECT-style full-resolution conv-GRU RIM cell"),
+        Component("mlp_gru", "invrim.backbones.mlp:MLPGRU", "MLP + GRU for parameter vectors (no spatial axes)"),
+    ]
+
+
+@hookimpl
+def invrim_likelihoods():
+    return [
+        Component("gaussian", "invrim.likelihoods.gaussian:Gaussian",
+                  "Gaussian noise: scalar, per-sample or per-pixel sigma"),
+    ]
+
+
+@hookimpl
+def invrim_generators():
+    return []

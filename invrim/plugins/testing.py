@@ -1,0 +1,302 @@
+"""The conformance kit: checks every plugin author runs in their own tests.
+
+>>> from invrim.plugins import testing
+>>> testing.check_forward_model(MyOperator(), x, mask=mask)      # all applicable checks
+>>> testing.check_likelihood(MyLikelihood(), prediction, y)
+>>> testing.check_backbone(MyBackbone)
+
+Each ``check_*`` raises ``AssertionError`` with a message naming what is wrong, and returns the
+names of the checks it ran. ``invrim plugins check`` runs them on installed components through
+their ``example()`` class methods.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_adjoint", "check_score_matches_autograd", "check_batch_consistency", "check_dtypes",
+           "check_device", "check_gradients_flow", "check_config_roundtrip", "check_forward_model",
+           "check_likelihood", "check_backbone", "check_component", "TOLERANCES"]
+
+#: relative tolerance of the dot-product test per real dtype
+TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-10}
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return {torch.complex64: torch.float32, torch.complex128: torch.float64}.get(dtype, dtype)
+
+
+def _complex_of(dtype: torch.dtype) -> torch.dtype:
+    return {torch.float32: torch.complex64, torch.float64: torch.complex128}.get(dtype, dtype)
+
+
+def _cast(params: dict[str, Any], dtype: Optional[torch.dtype] = None, device: Any = None) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, Tensor):
+            target = dtype
+            if dtype is not None and v.is_complex():
+                target = _complex_of(dtype)
+            elif not v.is_floating_point() and not v.is_complex():
+                target = None          # masks, indices keep their dtype
+            v = v.to(device=device if device is not None else v.device, dtype=target or v.dtype)
+        out[k] = v
+    return out
+
+
+def _inner(a: Tensor, b: Tensor) -> Tensor:
+    """Real part of ⟨a, b⟩ = Σ conj(a) b, in float64."""
+    if a.is_complex() or b.is_complex():
+        return torch.sum(torch.conj(a.to(torch.complex128)) * b.to(torch.complex128)).real
+    return torch.sum(a.double() * b.double())
+
+
+def _randn_like(t: Tensor, generator: torch.Generator) -> Tensor:
+    return torch.randn(t.shape, dtype=t.dtype, device=t.device, generator=generator) if t.device.type == "cpu" \
+        else torch.randn(t.shape, dtype=t.dtype, generator=generator.manual_seed(0)).to(t.device)
+
+
+def _name(model: Any) -> str:
+    return getattr(model, "name", type(model).__name__)
+
+
+def check_adjoint(model, x: Tensor, dtypes: Sequence[torch.dtype] = (torch.float32, torch.float64),
+                  seed: int = 0, **params: Any) -> list[str]:
+    """Dot-product test ``⟨A x, y⟩ = ⟨x, Aᴴ y⟩`` with random ``x``, ``y`` in each real dtype."""
+    ran = []
+    for dtype in dtypes:
+        g = torch.Generator().manual_seed(seed)
+        xd = _randn_like(x.to(dtype if not x.is_complex() else _complex_of(dtype)), g)
+        p = _cast(params, dtype)
+        model_d = model.to(dtype) if hasattr(model, "to") else model
+        with torch.no_grad():
+            ax = model_d(xd, **p)
+            yd = _randn_like(ax, g)
+            aty = model_d.adjoint(yd, **p)
+        assert aty.shape == xd.shape, (f"{_name(model)}: adjoint returned shape {tuple(aty.shape)}, "
+                                       f"expected x's shape {tuple(xd.shape)}")
+        lhs, rhs = _inner(ax, yd), _inner(xd, aty)
+        scale = max(float(lhs.abs()), float(rhs.abs()), float(ax.abs().sum() * yd.abs().max()), 1e-30)
+        err = float((lhs - rhs).abs()) / scale
+        assert err <= TOLERANCES[dtype], (f"{_name(model)}: adjoint mismatch in {dtype}: <Ax,y>={float(lhs):.6g} "
+                                          f"vs <x,A^H y>={float(rhs):.6g} (relative error {err:.2e})")
+        ran.append(f"adjoint[{str(dtype).replace('torch.', '')}]")
+    return ran
+
+
+def check_score_matches_autograd(problem, x: Tensor, y: Tensor, rtol: float = 1e-6, **params: Any) -> list[str]:
+    """``problem.score`` equals ``-∇ energy`` by autograd (float64)."""
+    x64, y64 = x.detach().to(_dtype64(x)), y.detach().to(_dtype64(y))
+    p = _cast(params, torch.float64)
+    problem.forward_model.to(torch.float64)
+    fast = problem.score(x64, y64, **p)
+    xr = x64.clone().requires_grad_(True)
+    problem.energy(xr, y64, **p).sum().backward()
+    reference = -xr.grad
+    assert fast.shape == x64.shape, f"score has shape {tuple(fast.shape)}, expected {tuple(x64.shape)}"
+    err = float((fast - reference).abs().max()) / max(float(reference.abs().max()), 1e-30)
+    assert err <= rtol, (f"{_name(problem.forward_model)} + {_name(problem.likelihood)}: score differs from "
+                         f"-grad(energy) by relative {err:.2e}")
+    return ["score-vs-autograd"]
+
+
+def _dtype64(t: Tensor) -> torch.dtype:
+    return torch.complex128 if t.is_complex() else torch.float64
+
+
+def _slice(params: dict[str, Any], i: int, batch: int) -> dict[str, Any]:
+    return {k: (v[i:i + 1] if isinstance(v, Tensor) and v.dim() > 0 and v.shape[0] == batch else v)
+            for k, v in params.items()}
+
+
+def check_batch_consistency(model, x: Tensor, **params: Any) -> list[str]:
+    """Sample ``i`` of a batched call equals a call on sample ``i`` alone (per-sample params sliced)."""
+    B = x.shape[0]
+    assert B >= 2, "check_batch_consistency needs a batch of at least 2 samples"
+    with torch.no_grad():
+        full = model(x, **params)
+        assert full.shape[0] == B, f"{_name(model)}: output batch {full.shape[0]} != input batch {B}"
+        for i in range(B):
+            single = model(x[i:i + 1], **_slice(params, i, B))
+            torch.testing.assert_close(single[0], full[i], rtol=1e-5, atol=1e-6,
+                                       msg=lambda m: f"{_name(model)}: sample {i} differs alone and in a batch: {m}")
+            if getattr(model, "linear", False) and hasattr(model, "adjoint"):
+                torch.testing.assert_close(model.adjoint(full[i:i + 1], **_slice(params, i, B))[0],
+                                           model.adjoint(full, **params)[i], rtol=1e-5, atol=1e-6)
+    return ["batch"]
+
+
+def check_dtypes(model, x: Tensor, **params: Any) -> list[str]:
+    """float32 in → float32 (or complex64) out, float64 → float64 (or complex128)."""
+    for dtype in (torch.float32, torch.float64):
+        xd = x.to(dtype if not x.is_complex() else _complex_of(dtype))
+        with torch.no_grad():
+            out = model.to(dtype)(xd, **_cast(params, dtype))
+        assert _real_dtype(out.dtype) == dtype, f"{_name(model)}: {dtype} input gave {out.dtype} output"
+    return ["dtypes"]
+
+
+def check_device(model, x: Tensor, device: Any = "cpu", **params: Any) -> list[str]:
+    """The output lives on the input's device."""
+    device = torch.device(device)
+    with torch.no_grad():
+        out = model.to(device)(x.to(device), **_cast(params, device=device))
+    assert out.device.type == device.type, f"{_name(model)}: input on {device} gave output on {out.device}"
+    model.to("cpu")
+    return [f"device[{device.type}]"]
+
+
+def check_gradients_flow(model, x: Tensor, **params: Any) -> list[str]:
+    """``∂ sum|F(x)|² / ∂x`` exists, is finite and not identically zero."""
+    xr = x.detach().clone().requires_grad_(True)
+    out = model(xr, **params)
+    loss = (out.abs() ** 2).sum() if out.is_complex() else (out ** 2).sum()
+    loss.backward()
+    assert xr.grad is not None, f"{_name(model)}: no gradient reaches x"
+    assert torch.isfinite(xr.grad).all(), f"{_name(model)}: gradient with respect to x is not finite"
+    assert xr.grad.abs().sum() > 0, f"{_name(model)}: gradient with respect to x is identically zero"
+    return ["gradients"]
+
+
+def check_config_roundtrip(model, x: Optional[Tensor] = None, **params: Any) -> list[str]:
+    """``type(model)(**config())`` survives JSON and rebuilds an equivalent model."""
+    cfg = model.config()
+    try:
+        text = json.dumps(cfg)
+    except TypeError as e:
+        raise AssertionError(f"{_name(model)}: config() is not JSON-serialisable: {e}") from None
+    rebuilt = type(model)(**json.loads(text))
+    if x is not None:
+        rebuilt = rebuilt.to(x.real.dtype) if hasattr(rebuilt, "to") else rebuilt
+        if isinstance(model, torch.nn.Module) and isinstance(rebuilt, torch.nn.Module):
+            rebuilt.load_state_dict(model.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(rebuilt(x, **params), model(x, **params),
+                                       msg=lambda m: f"{_name(model)}: rebuilt from config() differs: {m}")
+    return ["config"]
+
+
+def check_forward_model(model, x: Tensor, likelihood=None, devices: Sequence[str] = (), **params: Any) -> list[str]:
+    """Every applicable forward-model check: adjoint (linear models), batch, dtypes, device,
+    gradients, config round trip, and the score against autograd with ``likelihood``
+    (a unit Gaussian when omitted)."""
+    from ..likelihoods import Gaussian
+    from ..problem import Problem
+    ran = []
+    if getattr(model, "linear", False):
+        ran += check_adjoint(model, x, **params)
+    model.to(x.real.dtype)
+    ran += check_batch_consistency(model, x, **params)
+    ran += check_dtypes(model, x, **params)
+    model.to(x.real.dtype)
+    for device in ("cpu", *devices):
+        ran += check_device(model, x, device=device, **params)
+    model.to(x.real.dtype)
+    ran += check_gradients_flow(model, x, **params)
+    ran += check_config_roundtrip(model, x, **params)
+    problem = Problem(model, likelihood if likelihood is not None else Gaussian(1.0))
+    with torch.no_grad():
+        y = model(x, **params)
+    g = torch.Generator().manual_seed(1)
+    y = y + 0.1 * _randn_like(y, g)
+    ran += check_score_matches_autograd(problem, x + 0.1 * _randn_like(x, g), y, **params)
+    model.to(x.real.dtype)
+    return ran
+
+
+def check_likelihood(likelihood, prediction: Tensor, y: Tensor, **params: Any) -> list[str]:
+    """Energy is one finite value per sample; the analytic residual score (if any) equals
+    ``-∇ energy``; ``sample`` has the prediction's shape and is reproducible with a generator."""
+    energy = likelihood.energy(prediction, y, **params)
+    assert energy.shape == (prediction.shape[0],), (f"{_name(likelihood)}: energy has shape {tuple(energy.shape)}, "
+                                                    f"expected (batch,) = ({prediction.shape[0]},)")
+    assert torch.isfinite(energy).all(), f"{_name(likelihood)}: energy is not finite"
+    ran = ["energy-shape"]
+    if likelihood.residual_score is not None:
+        p64 = prediction.detach().to(_dtype64(prediction)).requires_grad_(True)
+        y64 = y.to(_dtype64(y))
+        likelihood.energy(p64, y64, **_cast(params, torch.float64)).sum().backward()
+        score = likelihood.residual_score(p64.detach(), y64, **_cast(params, torch.float64))
+        reference = -p64.grad
+        if p64.is_complex():     # torch's complex gradient is the conjugate Wirtinger derivative x 2
+            reference = reference / 2
+        err = float((score - reference).abs().max()) / max(float(reference.abs().max()), 1e-30)
+        assert err <= 1e-6, f"{_name(likelihood)}: residual_score differs from -grad(energy) by relative {err:.2e}"
+        ran.append("residual-score-vs-autograd")
+    a = likelihood.sample(prediction, torch.Generator().manual_seed(3), **params)
+    b = likelihood.sample(prediction, torch.Generator().manual_seed(3), **params)
+    assert a.shape == prediction.shape, f"{_name(likelihood)}: sample has shape {tuple(a.shape)}"
+    assert torch.isfinite(a).all(), f"{_name(likelihood)}: sample is not finite"
+    assert torch.equal(a, b), f"{_name(likelihood)}: sample is not reproducible with a seeded generator"
+    ran.append("sample")
+    if hasattr(likelihood, "config"):
+        cfg = json.loads(json.dumps(likelihood.config()))
+        rebuilt = type(likelihood)(**cfg)
+        torch.testing.assert_close(rebuilt.energy(prediction, y, **params), energy)
+        ran.append("config")
+    return ran
+
+
+def check_backbone(backbone: Callable[..., Any], dimensions: Sequence[int] = (0, 1, 2, 3), channels: int = 2,
+                   sizes: dict[int, tuple[int, ...]] | None = None, **config: Any) -> list[str]:
+    """Build ``backbone(channels=…, dimensions=d, **config)`` for each supported ``d`` (those whose
+    construction raises ``ValueError`` are skipped) and check shapes for odd sizes, two recurrent
+    steps, gradients to every parameter, float64, and the config round trip."""
+    sizes = sizes or {0: (), 1: (13,), 2: (11, 9), 3: (7, 5, 6)}
+    ran = []
+    for d in dimensions:
+        try:
+            net = backbone(channels=channels, dimensions=d, **config)
+        except ValueError:
+            continue
+        label = f"{getattr(net, 'name', type(net).__name__)}[{d}-D]"
+        x = torch.randn(3, channels, *sizes[d])
+        h = net.init_hidden(x)
+        dx, h = net(x, torch.randn_like(x), h)
+        assert dx.shape == x.shape, f"{label}: dx has shape {tuple(dx.shape)}, expected {tuple(x.shape)}"
+        dx2, _ = net(x + dx, torch.randn_like(x), h)
+        (dx2 ** 2).sum().backward()
+        silent = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+        assert not silent, f"{label}: no finite gradient for {', '.join(silent[:5])}"
+        check_config_roundtrip(net)
+        rebuilt = type(net)(**json.loads(json.dumps(net.config())))
+        rebuilt.load_state_dict(net.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(rebuilt(x, x, rebuilt.init_hidden(x))[0], net(x, x, net.init_hidden(x))[0])
+        net64 = net.double()
+        x64 = x.double()
+        out64, h64 = net64(x64, x64, net64.init_hidden(x64))
+        assert out64.dtype == torch.float64, f"{label}: float64 input gave {out64.dtype}"
+        ran.append(label)
+    assert ran, f"{getattr(backbone, '__name__', backbone)}: no dimensions in {tuple(dimensions)} could be built"
+    return ran
+
+
+def check_component(component) -> list[str]:
+    """Run the kit on a registered component through its factory's ``example()`` class method.
+
+    Forward models: ``example() -> (model, x, params)``; likelihoods:
+    ``example() -> (likelihood, prediction, y, params)``; backbones are built directly.
+    Raises ``LookupError`` when the component offers no example.
+    """
+    factory = component.load()
+    if component.kind == "backbones":
+        return check_backbone(factory)
+    example = getattr(factory, "example", None)
+    if example is None:
+        raise LookupError(f"{component.qualified_name} has no example() to check")
+    if component.kind == "forward_models":
+        model, x, params = example()
+        return check_forward_model(model, x, **params)
+    if component.kind == "likelihoods":
+        likelihood, prediction, y, params = example()
+        return check_likelihood(likelihood, prediction, y, **params)
+    if component.kind == "generators":
+        generator, kwargs = example()
+        out = generator(**kwargs)
+        assert isinstance(out, Tensor) and torch.isfinite(out).all(), f"{component.name}: output is not a finite tensor"
+        return ["generate"]
+    raise LookupError(f"no checks for kind {component.kind!r}")

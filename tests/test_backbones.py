@@ -1,0 +1,333 @@
+"""Tests of the recurrent backbones (invrim.backbones)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from invrim.backbones import (
+    BUILTIN_BACKBONES,
+    MLPGRU,
+    Backbone,
+    Hourglass,
+    RIMCell,
+    UNet,
+    Unet,
+    build_backbone,
+)
+from invrim.backbones.layers import ConvGRU, fast_tanh, fast_tanh_, get_activation
+
+# Small architectures keep the whole module fast on 2 CPU cores.
+SMALL = {
+    Hourglass: dict(nf=8, ch_mult=(2, 2), hidden_units=8, num_layers=1),
+    UNet: dict(nf=8, ch_mult=(1, 2), num_layers=1),
+    RIMCell: dict(hidden_channels=8),
+    MLPGRU: dict(hidden_units=16),
+}
+
+SPATIAL = {0: (), 1: (37,), 2: (37, 29), 3: (9, 11, 7)}
+
+CASES = [
+    (Hourglass, 0), (Hourglass, 1), (Hourglass, 2), (Hourglass, 3),
+    (UNet, 1), (UNet, 2), (UNet, 3),
+    (RIMCell, 1), (RIMCell, 2), (RIMCell, 3),
+    (MLPGRU, 0),
+]
+
+
+def make(cls, channels: int, dimensions: int, **overrides) -> Backbone:
+    kwargs = {**SMALL[cls], **overrides}
+    if cls is MLPGRU:
+        return cls(channels, **kwargs)
+    return cls(channels, dimensions=dimensions, **kwargs)
+
+
+def flat(h):
+    return list(h) if isinstance(h, tuple) else [h]
+
+
+def unroll(model: Backbone, x: torch.Tensor, score: torch.Tensor, steps: int = 3):
+    h = model.init_hidden(x)
+    outs = []
+    for _ in range(steps):
+        dx, h = model(x, score, h)
+        x = x + dx
+        outs.append(dx)
+    return outs, h
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+# --------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("cls,dimensions", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("channels", [1, 2])
+def test_shapes_odd_sizes(cls, dimensions, channels):
+    model = make(cls, channels, dimensions)
+    assert model.dimensions == dimensions and model.channels == channels
+    x = torch.randn(3, channels, *SPATIAL[dimensions])
+    score = torch.randn_like(x)
+    h0 = model.init_hidden(x)
+    outs, h = unroll(model, x, score, steps=3)
+    for dx in outs:
+        assert dx.shape == x.shape
+        assert torch.isfinite(dx).all()
+    assert [t.shape for t in flat(h)] == [t.shape for t in flat(h0)]
+    assert all(t.abs().sum() == 0 for t in flat(h0))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (16, 17), (1, 1), (5, 3)])
+def test_hourglass_hidden_shape_any_size(size):
+    model = make(Hourglass, 1, 2)
+    x = torch.randn(2, 1, *size)
+    h = model.init_hidden(x)
+    expected = list(size)
+    for _ in range(2):
+        expected = [(n + 1) // 2 for n in expected]
+    assert h.shape == (2, 8, *expected)
+    dx, h1 = model(x, x, h)
+    assert dx.shape == x.shape and h1.shape == h.shape
+
+
+@pytest.mark.parametrize("dimensions", [1, 2])
+def test_resample_without_conv(dimensions):
+    for cls in (Hourglass, UNet):
+        model = make(cls, 2, dimensions, resample_with_conv=False)
+        x = torch.randn(3, 2, *SPATIAL[dimensions])
+        outs, _ = unroll(model, x, torch.randn_like(x), steps=2)
+        assert outs[-1].shape == x.shape
+
+
+def test_hourglass_dense_seed_readme_example():
+    # The seed README: Hourglass(C, dimensions=len(dimensions)) with dimensions=() .
+    model = Hourglass(3, dimensions=len(()))
+    x = torch.randn(4, 3)
+    dx, h = model(x, torch.randn_like(x), model.init_hidden(x))
+    assert dx.shape == (4, 3) and h.shape == (4, 32)
+    # ch_mult widens the dense layers too
+    widths = [lvl.resample.conv.out_features for lvl in model.encoder]
+    assert widths == [64, 128]
+
+
+def test_initalize_hidden_states_seed_alias():
+    model = make(Hourglass, 1, 2)
+    h = model.initalize_hidden_states([37, 29], 3)
+    assert h.shape == model.init_hidden(torch.zeros(3, 1, 37, 29)).shape
+    assert model.hyperparameters == model.config()
+
+
+def test_init_hidden_checks_input():
+    model = make(Hourglass, 2, 2)
+    with pytest.raises(ValueError, match="expects x of shape"):
+        model.init_hidden(torch.zeros(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="expects x of shape"):
+        model.init_hidden(torch.zeros(3, 2, 8))
+
+
+# --------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("cls,dimensions", [(Hourglass, 0), (Hourglass, 2), (UNet, 2), (RIMCell, 1),
+                                            (MLPGRU, 0)],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_gradients_reach_every_parameter(cls, dimensions):
+    model = make(cls, 2, dimensions)
+    x = torch.randn(3, 2, *SPATIAL[dimensions])
+    outs, _ = unroll(model, x, torch.randn_like(x), steps=2)
+    loss = sum((dx ** 2).mean() for dx in outs)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+
+
+# --------------------------------------------------------------------------- config
+@pytest.mark.parametrize("cls,dimensions,overrides", [
+    (Hourglass, 2, dict(hidden_units=48)),
+    (Hourglass, 0, dict(hidden_units=48, ch_mult=[3, 1])),
+    (Hourglass, 1, dict(hidden_units=12, conv_kernel_size=5, input_kernel_size=1,
+                        activation="relu", resample_with_conv=False)),
+    (UNet, 2, dict(hidden_units=48)),
+    (UNet, 1, dict(hidden_units=[4, 6], gru_kernel_size=1, activation="elu")),
+    (RIMCell, 2, dict(hidden_channels=12, depth=3, kernel_sizes=[3, 3, 5, 1],
+                      dilations=[1, 2, 3, 1], gru_kernel_size=3)),
+    (MLPGRU, 0, dict(hidden_units=48, num_layers=3, activation="silu")),
+], ids=lambda v: getattr(v, "__name__", None))
+def test_config_round_trip(cls, dimensions, overrides):
+    model = make(cls, 2, dimensions, **overrides)
+    cfg = json.loads(json.dumps(model.config()))
+    for key, value in overrides.items():
+        if cls is UNet and key == "hidden_units" and isinstance(value, int):
+            value = [value] * len(cfg["ch_mult"])  # stored per level
+        if key != "activation":
+            assert cfg[key] == (list(value) if isinstance(value, tuple) else value), key
+    rebuilt = type(model)(**cfg)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    assert rebuilt.config() == model.config()
+    assert sum(p.numel() for p in rebuilt.parameters()) == sum(p.numel() for p in model.parameters())
+    via_registry = build_backbone(type(model).name, **cfg)
+    via_registry.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(3, 2, *SPATIAL[dimensions])
+    score = torch.randn_like(x)
+    with torch.no_grad():
+        a, ha = unroll(model, x, score, steps=2)
+        b, hb = unroll(rebuilt, x, score, steps=2)
+    assert torch.equal(a[-1], b[-1])
+    assert all(torch.equal(u, v) for u, v in zip(flat(ha), flat(hb)))
+
+
+def test_config_contains_every_constructor_argument():
+    import inspect
+
+    for cls in BUILTIN_BACKBONES.values():
+        model = make(cls, 1, 2 if cls not in (MLPGRU,) else 0)
+        params = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        assert set(model.config()) == params, cls.__name__
+
+
+# --------------------------------------------------------------------------- the seed's GRU bug
+def test_hourglass_gru_block_updates_both_states():
+    model = make(Hourglass, 1, 2, hidden_units=8)
+    x = torch.randn(3, 1, 16, 16)
+    score = torch.randn_like(x)
+    h0 = model.init_hidden(x)
+    with torch.no_grad():
+        _, h1 = model(x, score, h0)
+    first, second = h1.chunk(2, dim=1)
+    assert first.abs().sum() > 0, "first GRU's new state was dropped (seed bug)"
+    assert second.abs().sum() > 0
+    # the second step's output depends on the first GRU's state alone
+    perturbed = h1.clone()
+    perturbed[:, :4] += 0.5
+    with torch.no_grad():
+        dx_a, _ = model(x, score, h1)
+        dx_b, hb = model(x, score, perturbed)
+    assert not torch.allclose(dx_a, dx_b)
+
+
+def test_gru_block_returns_new_first_state():
+    block = make(Hourglass, 1, 0, hidden_units=8).gru_layer
+    x = torch.randn(5, 32)
+    h = torch.randn(5, 8)
+    _, h_new = block(x, h)
+    h1_expected = block.gru1(x, h[:, :4])
+    assert torch.allclose(h_new[:, :4], h1_expected)
+
+
+# --------------------------------------------------------------------------- dtype / device
+@pytest.mark.parametrize("cls,dimensions", [(Hourglass, 2), (UNet, 1), (RIMCell, 2), (MLPGRU, 0),
+                                            (Hourglass, 0)],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
+def test_float64(cls, dimensions):
+    model = make(cls, 1, dimensions).double()
+    x = torch.randn(3, 1, *SPATIAL[dimensions], dtype=torch.float64)
+    h0 = model.init_hidden(x)
+    assert all(t.dtype == torch.float64 and t.device == x.device for t in flat(h0))
+    dx, h = model(x, torch.randn_like(x), h0)
+    assert dx.dtype == torch.float64
+    assert all(t.dtype == torch.float64 for t in flat(h))
+
+
+def test_init_hidden_follows_input_dtype_without_model_cast():
+    model = make(RIMCell, 1, 1)
+    h = model.init_hidden(torch.zeros(2, 1, 10, dtype=torch.float64))
+    assert all(t.dtype == torch.float64 for t in h)
+
+
+# --------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("cls", [Hourglass, UNet, RIMCell])
+def test_bad_dimensions(cls):
+    with pytest.raises(ValueError, match="dimensions"):
+        cls(1, dimensions=4)
+
+
+def test_unet_rejects_dimensions_zero():
+    with pytest.raises(ValueError, match="dimensions"):
+        UNet(1, dimensions=0)
+
+
+def test_mlp_rejects_spatial_dimensions():
+    with pytest.raises(ValueError, match="dimensions"):
+        MLPGRU(1, dimensions=2)
+
+
+@pytest.mark.parametrize("cls,kwargs,argument", [
+    (Hourglass, dict(kernel_size=4), "kernel_size"),
+    (Hourglass, dict(conv_kernel_size=2), "conv_kernel_size"),
+    (Hourglass, dict(hidden_units=7), "hidden_units"),
+    (Hourglass, dict(nf=0), "nf"),
+    (Hourglass, dict(ch_mult=(2, 0)), "ch_mult"),
+    (Hourglass, dict(num_layers=-1), "num_layers"),
+    (UNet, dict(kernel_size=2), "kernel_size"),
+    (UNet, dict(hidden_units=[4]), "hidden_units"),
+    (RIMCell, dict(kernel_sizes=[5, 4, 3]), "kernel_sizes"),
+    (RIMCell, dict(dilations=[1, 2]), "dilations"),
+    (RIMCell, dict(hidden_channels=-3), "hidden_channels"),
+    (MLPGRU, dict(hidden_units=0), "hidden_units"),
+])
+def test_bad_arguments(cls, kwargs, argument):
+    with pytest.raises(ValueError, match=argument):
+        cls(1, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [Hourglass, UNet, RIMCell, MLPGRU])
+def test_unknown_activation(cls):
+    with pytest.raises(ValueError, match="activation"):
+        cls(1, activation="tanhh")
+
+
+def test_build_backbone_and_registry():
+    assert BUILTIN_BACKBONES == {"hourglass": Hourglass, "unet": UNet, "rim_cell": RIMCell,
+                                 "mlp_gru": MLPGRU}
+    assert all(name == cls.name for name, cls in BUILTIN_BACKBONES.items())
+    assert Unet is UNet
+    net = build_backbone("Hourglass", channels=1, dimensions=1, nf=4, hidden_units=4)
+    assert isinstance(net, Hourglass)
+    with pytest.raises(ValueError) as info:
+        build_backbone("hourglas", channels=1)
+    message = str(info.value)
+    assert message.startswith("unknown backbone 'hourglas'")
+    assert "hourglass" in message and "unet" in message and "rim_cell" in message
+    assert "mlp_gru" in message
+
+
+# --------------------------------------------------------------------------- layers
+def test_fast_tanh_matches_tanh():
+    x = torch.linspace(-20, 20, 2001, dtype=torch.float64)
+    assert torch.allclose(fast_tanh(x), torch.tanh(x), atol=1e-12)
+    xf = x.float()
+    assert torch.allclose(fast_tanh(xf), torch.tanh(xf), atol=1e-6)
+    # in place + autograd
+    a = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    y = fast_tanh_(a * 1.0)
+    (g,) = torch.autograd.grad(y.sum(), a)
+    assert torch.allclose(g, 1 - torch.tanh(a.detach()) ** 2)
+    assert torch.autograd.gradcheck(fast_tanh, (torch.randn(8, dtype=torch.float64,
+                                                            requires_grad=True),))
+
+
+def test_activation_lookup():
+    for name in ["tanh", "relu", "elu", "silu", "swish", "gelu", "sigmoid", "leaky_relu", "TANH"]:
+        fn = get_activation(name)
+        assert fn(torch.zeros(2)).shape == (2,)
+    with pytest.raises(ValueError, match="available"):
+        get_activation("softplusplus")
+
+
+@pytest.mark.parametrize("dimensions", [0, 1, 2, 3])
+def test_conv_gru_matches_reference_equations(dimensions):
+    gru = ConvGRU(3, 4, dimensions, kernel_size=3).double()
+    spatial = SPATIAL[dimensions][:dimensions] if dimensions < 3 else (5, 4, 3)
+    x = torch.randn(2, 3, *spatial, dtype=torch.float64)
+    h = torch.randn(2, 4, *spatial, dtype=torch.float64)
+    gx = gru.w(x)
+    z = torch.sigmoid(gx[:, :4] + gru.u_zr(h)[:, :4])
+    r = torch.sigmoid(gx[:, 4:8] + gru.u_zr(h)[:, 4:])
+    cand = torch.tanh(gx[:, 8:] + gru.u_h(r * h))
+    expected = (1 - z) * h + z * cand
+    assert torch.allclose(gru(x, h), expected, atol=1e-12)
+    # exactly three convolutions (fused gates), biases once
+    convs = [m for m in gru.modules() if m is not gru]
+    assert len(convs) == 3
+    assert gru.u_zr.bias is None and gru.u_h.bias is None
