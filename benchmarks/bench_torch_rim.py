@@ -245,22 +245,25 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     # (2) allocator-independent: peak of live tensor bytes during one step, from the
     # profiler's allocation/free events (includes checkpoint recomputation inside backward),
-    # and (3) unique storage bytes saved for backward (parameters excluded).
+    # and (3) unique storage bytes saved for backward, parameters excluded (read from the
+    # autograd graph after the forward pass: torch-rim's torch.func.vjp refuses
+    # saved_tensors_hooks). With checkpointing the graph only holds placeholders (reading
+    # them would trigger the recomputation), so (3) is not reported for it.
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved: dict[int, int] = {}
+    holder: dict[str, Any] = {}
 
-    def pack(t: torch.Tensor):
-        st = t.untyped_storage()
-        ptr = st.data_ptr()
-        if ptr not in param_ptrs:
-            saved[ptr] = max(saved.get(ptr, 0), st.nbytes())
-        return t
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = rim.loss_fn(y, x)
+        if not ckpt:
+            holder["saved"] = graph_saved_bytes(loss, param_ptrs)
+        loss.backward()
+        opt.step()
 
     if device.type == "cpu":
         from torch.profiler import ProfilerActivity, profile
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                train_step(rim, opt, y, x)
+            step()
         events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
                         if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
         live = peak = 0
@@ -269,12 +272,41 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             peak = max(peak, live)
         out["tensor_peak_bytes"] = peak
     else:
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            train_step(rim, opt, y, x)
-    # With non-reentrant checkpointing the pack hook of torch.utils.checkpoint shadows ours,
-    # so only the tensors saved outside the checkpointed steps are seen: not comparable.
-    out["saved_bytes"] = None if ckpt else sum(saved.values())
+        step()
+    out["saved_bytes"] = holder.get("saved")
     return out
+
+
+def graph_saved_bytes(loss: torch.Tensor, exclude: set[int]) -> int:
+    """Sum of the unique storages that the autograd graph of ``loss`` keeps for backward."""
+    storages: dict[int, int] = {}
+    seen: dict[int, Any] = {}                 # keeps the wrappers alive: ids stay unique
+    stack = [loss.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        seen[id(fn)] = fn
+        values = []
+        for name in dir(fn):
+            if name.startswith("_saved_"):
+                try:
+                    values.append(getattr(fn, name))
+                except Exception:
+                    pass
+        if hasattr(fn, "saved_tensors"):          # custom autograd.Function nodes
+            try:
+                values.append(fn.saved_tensors)
+            except Exception:
+                pass
+        for v in values:
+            for t in (v if isinstance(v, (tuple, list)) else (v,)):
+                if isinstance(t, torch.Tensor):
+                    st = t.untyped_storage()
+                    if st.data_ptr() not in exclude:
+                        storages[st.data_ptr()] = max(storages.get(st.data_ptr(), 0), st.nbytes())
+        stack.extend(nxt for nxt, _ in fn.next_functions)
+    return sum(storages.values())
 
 
 def run_child(key: str, T: int, args) -> dict[str, Any]:

@@ -1,0 +1,13 @@
+"""Hooks: what this plugin provides. Keep this module light: no torch import here."""
+from invrim.plugins import Component, hookimpl
+
+
+@hookimpl
+def invrim_forward_models():
+    return [
+        Component(
+            name="vignette",
+            factory="invrim_vignette.physics:Vignette",   # imported only when used
+            summary="optical vignetting: y = v(r) x with a radial gain falling off to the corners",
+        )
+    ]

@@ -1,0 +1,301 @@
+"""Plugin discovery with real .dist-info folders on sys.path, the registry, the kit, the CLI."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from invrim.cli import main
+from invrim.plugins import (AmbiguousComponentError, MissingDependencyError, PluginError,
+                            UnknownComponentError, refresh, registry, testing)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEAVY_PHYSICS = '''
+import torch
+from invrim.physics import LinearForwardModel
+import sys
+sys.modules[__name__].IMPORTED = True
+
+class Shift(LinearForwardModel):
+    """Circular shift by `k` pixels along the last axis (exact adjoint: shift back)."""
+    name = "shift"
+    def __init__(self, k=1):
+        super().__init__()
+        self.k = int(k)
+    def config(self):
+        return {"k": self.k}
+    @classmethod
+    def example(cls):
+        return cls(2), torch.randn(2, 1, 5, 7, generator=torch.Generator().manual_seed(0)), {}
+    def forward(self, x, **p):
+        return torch.roll(x, self.k, dims=-1)
+    def adjoint(self, y, **p):
+        return torch.roll(y, -self.k, dims=-1) * ADJOINT_SCALE
+
+ADJOINT_SCALE = 1.0
+'''
+
+
+def hooks(forward_models="", extra=""):
+    return textwrap.dedent(f'''
+        from invrim.plugins import Component, hookimpl
+        {extra}
+        @hookimpl
+        def invrim_forward_models():
+            return [{forward_models}]
+    ''')
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """Install fake distributions (package + .dist-info) into a folder on sys.path."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("INVRIM_STRICT_PLUGINS", raising=False)
+    for var in ("INVRIM_PLUGINS", "INVRIM_DISABLE_PLUGINS", "INVRIM_DISABLE_PLUGIN_AUTOLOAD"):
+        monkeypatch.delenv(var, raising=False)
+    added = []
+
+    def install(dist, package, modules, entry_name=None, version="1.0"):
+        pkg = root / package
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        for name, source in modules.items():
+            (pkg / f"{name}.py").write_text(source)
+        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[invrim]\n{entry_name or package} = {package}.hooks\n")
+        added.append(package)
+        refresh()
+
+    yield install
+    for name in list(sys.modules):
+        if name.split(".")[0] in added:
+            del sys.modules[name]
+    refresh()
+
+
+def test_good_plugin_is_active_lazy_and_buildable(site):
+    site("invrim-shiftpkg", "shiftpkg", {
+        "hooks": hooks('Component("shift", "shiftpkg.physics:Shift", "circular shift")'),
+        "physics": HEAVY_PHYSICS})
+    reg = registry()
+    record = reg.plugin("shiftpkg")
+    assert (record.status, record.distribution, record.version) == ("active", "invrim-shiftpkg", "1.0")
+    assert "shift" in reg.forward_models.names()
+    info = reg.forward_models.info("shift")
+    assert info.plugin == "shiftpkg" and info.summary == "circular shift"
+    assert "shiftpkg.physics" not in sys.modules          # listing imported nothing heavy
+    model = reg.forward_models.build("shift", k=3)
+    assert "shiftpkg.physics" in sys.modules
+    assert torch.equal(model(torch.arange(5.0).view(1, 1, 5)), torch.tensor([[[2.0, 3, 4, 0, 1]]]))
+    assert reg.forward_models.build("shiftpkg:shift").k == 1
+    assert "adjoint[float64]" in testing.check_component(info)
+    with pytest.raises(ValueError, match="cannot build forward model 'shift'"):
+        reg.forward_models.build("shift", wrong=1)
+
+
+def test_broken_plugins_are_recorded_and_never_stop_the_others(site, caplog):
+    site("invrim-broken", "brokenpkg", {"hooks": "raise RuntimeError('boom at import')"})
+    site("invrim-badhook", "badhookpkg", {"hooks": hooks('"not a component"')})
+    site("invrim-raises", "raisespkg", {"hooks": hooks('1/0')})
+    site("invrim-unknownhook", "unknownhookpkg", {"hooks": textwrap.dedent('''
+        from invrim.plugins import hookimpl
+        @hookimpl
+        def invrim_forward_modelz():
+            return []
+    ''')})
+    site("invrim-shiftpkg", "shiftpkg", {
+        "hooks": hooks('Component("shift", "shiftpkg.physics:Shift")'), "physics": HEAVY_PHYSICS})
+    with caplog.at_level(logging.WARNING, logger="invrim.plugins"):
+        reg = registry()
+    status = {p.name: (p.status, p.error) for p in reg.plugins}
+    assert status["brokenpkg"][0] == "failed" and "RuntimeError: boom at import" in status["brokenpkg"][1]
+    assert status["badhookpkg"][0] == "failed" and "expected Component" in status["badhookpkg"][1]
+    assert status["raisespkg"][0] == "failed" and "ZeroDivisionError" in status["raisespkg"][1]
+    assert status["unknownhookpkg"][0] == "failed" and "invrim_forward_modelz" in status["unknownhookpkg"][1]
+    assert status["shiftpkg"][0] == "active" and "shift" in reg.forward_models.names()
+    assert status["invrim"][0] == "builtin"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("brokenpkg" in w and "\n" not in w for w in warnings)
+
+
+def test_strict_mode_raises(site, monkeypatch):
+    site("invrim-broken", "brokenpkg", {"hooks": "raise RuntimeError('boom')"})
+    monkeypatch.setenv("INVRIM_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"plugin 'brokenpkg' .*boom.*INVRIM_STRICT_PLUGINS"):
+        registry()
+
+
+def test_duplicate_names_are_an_error_only_when_used(site):
+    for pkg in ("alpha", "beta"):
+        site(f"invrim-{pkg}", pkg, {"hooks": hooks('Component("warp", "shiftpkg.physics:Shift")')})
+    reg = registry()
+    assert {"alpha:warp", "beta:warp"} <= set(reg.forward_models.names())
+    with pytest.raises(AmbiguousComponentError) as e:
+        reg.forward_models.info("warp")
+    message = str(e.value)
+    assert "alpha (invrim-alpha)" in message and "beta (invrim-beta)" in message
+    assert "'alpha:warp' or 'beta:warp'" in message
+    assert reg.forward_models.info("beta:warp").distribution == "invrim-beta"
+    assert reg.forward_models.info("invrim-alpha:warp").plugin == "alpha"
+
+
+def test_builtin_name_wins(site):
+    site("invrim-myblur", "myblur", {"hooks": hooks('Component("blur", "shiftpkg.physics:Shift")')})
+    reg = registry()
+    assert reg.forward_models.info("blur").builtin
+    assert reg.forward_models.info("myblur:blur").plugin == "myblur"
+    assert reg.forward_models.names().count("blur") == 1
+
+
+def test_duplicate_plugin_names(site):
+    site("invrim-one", "onepkg", {"hooks": hooks()}, entry_name="same")
+    site("invrim-two", "twopkg", {"hooks": hooks()}, entry_name="same")
+    records = [p for p in registry().plugins if p.name == "same"]
+    assert sorted(p.status for p in records) == ["active", "failed"]
+    failed = next(p for p in records if p.status == "failed")
+    assert "already used by" in failed.error
+
+
+def test_missing_dependencies_stay_listed(site):
+    site("invrim-needy", "needypkg", {"hooks": hooks(
+        'Component("needy", "needypkg.physics:X", requires=("not_a_real_package_xyz",))')})
+    site("invrim-needyimport", "needyimport", {"hooks": "import not_a_real_package_abc\n" + hooks()})
+    reg = registry()
+    info = reg.forward_models.info("needy")
+    assert info.status == "missing-deps" and info.missing == ("not_a_real_package_xyz",)
+    with pytest.raises(MissingDependencyError, match="pip install not_a_real_package_xyz"):
+        reg.forward_models.build("needy")
+    record = reg.plugin("needyimport")
+    assert record.status == "missing-deps" and "pip install not_a_real_package_abc" in record.error
+
+
+def test_environment_controls(site, monkeypatch):
+    site("invrim-shiftpkg", "shiftpkg", {"hooks": hooks('Component("shift", "shiftpkg.physics:Shift")'),
+                                         "physics": HEAVY_PHYSICS})
+    site("invrim-other", "otherpkg", {"hooks": hooks('Component("other", "shiftpkg.physics:Shift")')})
+    monkeypatch.setenv("INVRIM_DISABLE_PLUGINS", "otherpkg")
+    refresh()
+    status = {p.name: p.status for p in registry().plugins}
+    assert status["otherpkg"] == "disabled" and status["shiftpkg"] == "active"
+    monkeypatch.delenv("INVRIM_DISABLE_PLUGINS")
+    monkeypatch.setenv("INVRIM_PLUGINS", "invrim-other")        # distribution names work too
+    refresh()
+    status = {p.name: p.status for p in registry().plugins}
+    assert status["otherpkg"] == "active" and status["shiftpkg"] == "disabled"
+    monkeypatch.delenv("INVRIM_PLUGINS")
+    monkeypatch.setenv("INVRIM_DISABLE_PLUGIN_AUTOLOAD", "1")
+    refresh()
+    assert [p.name for p in registry().plugins] == ["invrim"]
+    assert "blur" in registry().forward_models.names()
+
+
+def test_unknown_names_list_close_matches():
+    refresh()
+    with pytest.raises(UnknownComponentError, match="unknown backbone 'hourglas'.*did you mean 'hourglass'"):
+        registry().backbones.build("hourglass" [:-1])
+    with pytest.raises(UnknownComponentError, match="available: blur, identity"):
+        registry().forward_models.info("mri-nonexistent")
+
+
+def test_core_components_pass_the_kit():
+    refresh()
+    for kind in registry().kinds().values():
+        for component in kind:
+            assert testing.check_component(component), component.name
+
+
+def test_the_kit_catches_broken_physics(site):
+    from invrim.physics import LinearForwardModel
+
+    class Wrong(LinearForwardModel):
+        name = "wrong"
+
+        def forward(self, x):
+            return torch.roll(x, 1, dims=-1)
+
+        def adjoint(self, y):
+            return torch.roll(y, 1, dims=-1)       # should roll back
+
+    x = torch.randn(2, 1, 6)
+    with pytest.raises(AssertionError, match="adjoint mismatch"):
+        testing.check_adjoint(Wrong(), x)
+
+    class Mixing(LinearForwardModel):
+        name = "mixing"
+
+        def forward(self, x):
+            return x + x.mean(0, keepdim=True)      # samples leak into each other
+
+        def adjoint(self, y):
+            return y + y.mean(0, keepdim=True)
+
+    with pytest.raises(AssertionError, match="sample 0 differs"):
+        testing.check_batch_consistency(Mixing(), x)
+
+    from invrim import Gaussian, Problem
+
+    class WrongScore(Gaussian):
+        def residual_score(self, prediction, y, **p):
+            return (prediction - y) / self.sigma ** 2          # wrong sign
+
+    with pytest.raises(AssertionError, match="score differs"):
+        testing.check_score_matches_autograd(Problem(Wrong(), WrongScore(1.0)), x, x)
+    with pytest.raises(AssertionError, match="residual_score differs"):
+        testing.check_likelihood(WrongScore(1.0), x, x + 1)
+
+
+def test_cli_list_and_check(site, capsys):
+    site("invrim-shiftpkg", "shiftpkg", {"hooks": hooks('Component("shift", "shiftpkg.physics:Shift")'),
+                                         "physics": HEAVY_PHYSICS})
+    site("invrim-broken", "brokenpkg", {"hooks": "raise RuntimeError('boom')"})
+    assert main(["plugins", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "shiftpkg" in out and "invrim-shiftpkg" in out and "active" in out
+    assert "brokenpkg: import failed: RuntimeError: boom" in out
+    assert main(["plugins", "list", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {p["name"]: p["status"] for p in doc["plugins"]}["brokenpkg"] == "failed"
+    assert main(["plugins", "check", "shift"]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    sys.modules["shiftpkg.physics"].ADJOINT_SCALE = 2.0          # now the adjoint is wrong
+    assert main(["plugins", "check", "shiftpkg"]) == 1
+    assert "FAILED   forward model shiftpkg:shift: AssertionError: shift: adjoint mismatch" in capsys.readouterr().out
+    assert main(["plugins", "check", "nonexistent"]) == 2
+    assert "no plugin or component named 'nonexistent'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (ROOT / "examples" / "plugin_template" / "pyproject.toml").exists(),
+                    reason="example plugin missing")
+def test_pip_installed_example_plugin_works_from_the_cli(tmp_path):
+    """End to end: pip-install the documented example plugin and use its physics from the CLI."""
+    pip = [sys.executable, "-m", "pip"]
+    src = tmp_path / "plugin"
+    import shutil
+    shutil.copytree(ROOT / "examples" / "plugin_template", src)
+    subprocess.run(pip + ["install", "--no-deps", "--quiet", str(src)], check=True)
+    try:
+        invrim = [sys.executable, "-m", "invrim"]
+        listing = subprocess.run(invrim + ["plugins", "list", "--json"], capture_output=True, text=True, check=True)
+        plugins = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}
+        assert plugins["vignette"]["status"] == "active"
+        assert plugins["vignette"]["distribution"] == "invrim-vignette"
+        check = subprocess.run(invrim + ["plugins", "check", "vignette"], capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "PASSED   forward model vignette:vignette" in check.stdout
+        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                str(src / "tests")], capture_output=True, text=True, cwd=tmp_path)
+        assert tests.returncode == 0, tests.stdout[-2000:]
+    finally:
+        subprocess.run(pip + ["uninstall", "--yes", "--quiet", "invrim-vignette"], check=True)
+        refresh()
