@@ -63,6 +63,17 @@ class Problem:
                              "adjoint: use initialization_method='zeros' or 'model'")
         return pinv(y, **params)
 
+    @classmethod
+    def from_config(cls, forward_model: str, likelihood: str, forward_model_config: Optional[dict] = None,
+                    likelihood_config: Optional[dict] = None) -> "Problem":
+        """Build a problem from registry names (built-in or plugin) and their configurations,
+        e.g. ``Problem.from_config("blur", "gaussian", {"psf": ...}, {"sigma": 0.1})`` — the
+        inverse of :meth:`config`."""
+        from .plugins import registry
+        reg = registry()
+        return cls(reg.forward_models.build(forward_model, **(forward_model_config or {})),
+                   reg.likelihoods.build(likelihood, **(likelihood_config or {})))
+
     def config(self) -> dict[str, Any]:
         return {"forward_model": self.forward_model.name,
                 "forward_model_config": self.forward_model.config(),

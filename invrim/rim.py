@@ -201,6 +201,8 @@ class RIM(nn.Module):
                                  "function: pass link_function= and inverse_link_function=")
             if link_function is None and saved.get("link_function", "identity") != "identity":
                 link_function = saved["link_function"]
+            if score_fn is None and energy_fn is None and problem is None and saved_cfg.get("problem"):
+                problem = Problem.from_config(**saved_cfg["problem"])   # rebuilt through the registry
         if model is None:
             raise ValueError("RIM needs a backbone: pass model=... or checkpoints_directory=...")
         if not isinstance(model, nn.Module):

@@ -68,6 +68,11 @@ def test_training_learns_to_deblur(deblurring, tmp_path):
 
     # predictions of a reloaded checkpoint equal the original's exactly
     reloaded = RIM((SIZE, SIZE), checkpoints_directory=tmp_path / "run", problem=problem)
+    assert torch.equal(reloaded.predict(y_test), x_hat)
+    # the problem itself is rebuilt from model.json through the registry when not given
+    reloaded = RIM(checkpoints_directory=tmp_path / "run")
+    assert reloaded.problem.forward_model.boundary == "periodic" and reloaded.problem.likelihood.sigma == 0.03
+    assert reloaded.dimensions == (SIZE, SIZE)
     assert reloaded.T == rim.T and reloaded.standardize_score
     assert reloaded.initialization_method == "approximate_inverse"
     assert torch.equal(reloaded.predict(y_test), x_hat)
