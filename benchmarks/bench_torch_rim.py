@@ -194,12 +194,36 @@ def interleaved(fns: dict[str, Callable[[], None]], device: torch.device, warmup
 
 
 # ----------------------------------------------------------------------------- memory (child)
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for ln in f:
+            if ln.startswith(field + ":"):
+                return int(ln.split()[1])
+    raise KeyError(field)
+
+
 def current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return _status_kib("VmRSS") * 1024
+
+
+def peak_rss() -> int:
+    """High-water mark of this process's RSS (VmHWM, per address space)."""
+    return _status_kib("VmHWM") * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not permitted."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def max_rss() -> int:
+    # NB: ru_maxrss survives fork + exec on Linux (it is kept in the signal struct), so in a
+    # child started from a big parent it starts at the parent's peak; VmHWM does not.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
@@ -233,13 +257,17 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         out["peak_bytes"] = torch.cuda.max_memory_allocated(device) - base
         out["peak_kind"] = "cuda_max_memory_allocated"
     else:
+        out["hwm_reset"] = reset_peak_rss()
         base = current_rss()
         out["rss_before"] = base
-        out["maxrss_before"] = max_rss()
+        out["hwm_before"] = peak_rss()
+        out["ru_maxrss_before"] = max_rss()
         train_step(rim, opt, y, x)
-        out["maxrss_after"] = max_rss()
-        out["peak_bytes"] = out["maxrss_after"] - base
-        out["peak_kind"] = "ru_maxrss - rss_before"
+        out["hwm_after"] = peak_rss()
+        out["ru_maxrss_after"] = max_rss()
+        out["rss_after"] = current_rss()
+        out["peak_bytes"] = out["hwm_after"] - base
+        out["peak_kind"] = "VmHWM - VmRSS before"
     opt.zero_grad(set_to_none=True)
     gc.collect()
 
@@ -370,8 +398,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=None, help="warm-up rounds per T (default 1)")
-    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per T (default 7)")
-    ap.add_argument("--min-repeats", type=int, default=None, help="rounds always done (default 3)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed rounds per T (default 11)")
+    ap.add_argument("--min-repeats", type=int, default=None, help="rounds always done (default 5)")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds per T and measure after which rounds stop once min-repeats are done (default 240)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
@@ -387,8 +415,8 @@ def main() -> None:
     quick = args.quick
     Ts = args.T or ([5, 10] if quick else [5, 10, 20, 40])
     warmup = args.warmup if args.warmup is not None else 1
-    repeats = args.repeats if args.repeats is not None else (1 if quick else 7)
-    min_repeats = min(repeats, args.min_repeats if args.min_repeats is not None else (1 if quick else 3))
+    repeats = args.repeats if args.repeats is not None else (1 if quick else 11)
+    min_repeats = min(repeats, args.min_repeats if args.min_repeats is not None else (1 if quick else 5))
     budget = args.budget if args.budget is not None else (0.0 if quick else 240.0)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
