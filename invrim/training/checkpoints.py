@@ -14,11 +14,12 @@ replaced last, so a run killed at any moment leaves the previous complete checkp
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import torch
 from safetensors import SafetensorError
@@ -35,19 +36,26 @@ class CheckpointError(ValueError):
     """A folder that is not a (complete, compatible) invrim checkpoint folder."""
 
 
-def _atomic_write(path: Path, write) -> None:
+@contextlib.contextmanager
+def _atomic_target(path: Path) -> Iterator[str]:
+    """Yield a temporary file name beside ``path``; on success fsync it and rename it onto ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _atomic_write(path: Path, write) -> None:
+    with _atomic_target(path) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
 def write_json(path: Union[str, Path], obj: Any) -> None:
@@ -59,19 +67,9 @@ def write_json(path: Union[str, Path], obj: Any) -> None:
 def write_tensors(path: Union[str, Path], tensors: dict[str, torch.Tensor],
                   metadata: Optional[dict[str, str]] = None) -> None:
     """Write a dict of tensors as safetensors atomically."""
-    path = Path(path)
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _atomic_target(Path(path)) as tmp:
         save_file(clean, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def read_json(path: Union[str, Path]) -> Any:
