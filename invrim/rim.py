@@ -187,12 +187,11 @@ class RIM(nn.Module):
             from .training.checkpoints import load_model
             model, saved_cfg = load_model(checkpoints_directory, model=model, which=checkpoint)
             saved = saved_cfg.get("rim", {})
-            if tuple(saved_cfg.get("dimensions", dimensions)) != tuple(dimensions) and dimensions:
-                if len(saved_cfg.get("dimensions", dimensions)) != len(dimensions):
-                    raise ValueError(f"dimensions {tuple(dimensions)} do not match the checkpoint's "
-                                     f"{tuple(saved_cfg['dimensions'])}")
+            saved_dims = tuple(saved_cfg.get("dimensions", ()))
             if not dimensions:
-                dimensions = tuple(saved_cfg.get("dimensions", ()))
+                dimensions = saved_dims
+            elif len(dimensions) != len(saved_dims):      # other sizes of the same rank are fine
+                raise ValueError(f"dimensions {tuple(dimensions)} do not match the checkpoint's {saved_dims}")
             for k, v in given.items():
                 if k in saved and saved[k] != (list(v) if isinstance(v, (tuple, Tensor)) else v):
                     warnings.warn(f"{k}={v!r} overrides the checkpoint's {k}={saved[k]!r}", stacklevel=2)

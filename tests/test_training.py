@@ -115,6 +115,13 @@ def test_hidden_units_survive_a_reload(tmp_path, deblurring):
     reloaded = RIM((SIZE, SIZE), checkpoints_directory=tmp_path, problem=problem)
     assert reloaded.model.config()["hidden_units"] == 48
     assert torch.equal(reloaded.predict(y[:4]), rim.predict(y[:4]))
+    with pytest.warns(UserWarning, match="T=3 overrides the checkpoint's T=2"):
+        assert RIM((SIZE, SIZE), checkpoints_directory=tmp_path, problem=problem, T=3).T == 3
+    with pytest.raises(ValueError, match="differs from the one saved"):
+        RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, ch_mult=(2,), hidden_units=32, num_layers=1),
+            checkpoints_directory=tmp_path, problem=problem)
+    with pytest.raises(ValueError, match="no checkpoint of epoch 7; kept epochs: 1"):
+        RIM((SIZE, SIZE), checkpoints_directory=tmp_path, problem=problem, checkpoint=7)
 
 
 def test_resume_continues_exactly(deblurring, tmp_path):

@@ -20,6 +20,7 @@ from .layers import (
     fast_tanh_,
     get_activation,
     memory_format,
+    pointwise_conv,
 )
 
 __all__ = ["GRUBlock", "Hourglass"]
@@ -197,7 +198,9 @@ class Hourglass(Backbone):
             y = level.resample(y, sizes.pop())
             for conv in level.convs:
                 y = act(conv(y))
-        return self.output_layer(y).contiguous(), h
+        if self._memory_format is not None:
+            return pointwise_conv(self.output_layer, y).contiguous(), h
+        return self.output_layer(y), h
 
     def hidden_shape(self, x: Tensor) -> tuple[int, ...]:
         """Shape of the hidden state for a batch shaped like ``x``."""

@@ -28,6 +28,7 @@ __all__ = [
     "fast_tanh_",
     "get_activation",
     "memory_format",
+    "pointwise_conv",
 ]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -248,6 +249,16 @@ def conv_transpose_nd(
     return _CONV_T[dimensions](
         in_channels, out_channels, kernel_size, stride=2, padding=kernel_size // 2, bias=bias
     )
+
+
+def pointwise_conv(conv: nn.Module, x: Tensor) -> Tensor:
+    """Apply a kernel-1 convolution ``conv`` to ``x`` as a matrix product over channels.
+
+    For channels-last inputs this is a single GEMM on a view (no copy), several times faster
+    than oneDNN's 1x1 convolution with few output channels, backward included.
+    """
+    out = F.linear(x.movedim(1, -1), conv.weight.flatten(1), conv.bias)
+    return out.movedim(-1, 1)
 
 
 class Downsample(nn.Module):
