@@ -41,6 +41,8 @@ class Gaussian(Likelihood):
         if sigma is None:
             return self.sigma
         sigma = torch.as_tensor(sigma, dtype=y.real.dtype, device=y.device)
+        if not bool((sigma > 0).all()):
+            raise ValueError("Gaussian sigma must be positive everywhere; got a value <= 0 or NaN")
         if sigma.dim() == 1 and y.dim() > 1:        # per-sample: broadcast over the other axes
             sigma = sigma.reshape(-1, *([1] * (y.dim() - 1)))
         return sigma

@@ -11,6 +11,12 @@ def invrim_forward_models():
         Component("identity", "invrim.physics.identity:Identity", "denoising: y = x"),
         Component("blur", "invrim.physics.blur:Blur",
                   "convolution with a point-spread function (1-3-D, one PSF or one per sample)"),
+        Component("inpainting", "invrim.physics.inpainting:Inpainting",
+                  "observe the pixels where a mask is set (one mask or one per sample)"),
+        Component("super_resolution", "invrim.physics.super_resolution:SuperResolution",
+                  "block averaging by an integer factor (1-3-D)"),
+        Component("compressed_sensing", "invrim.physics.compressed_sensing:CompressedSensing",
+                  "random Gaussian matrix on 1-D signals or parameter vectors"),
     ]
 
 
@@ -31,6 +37,8 @@ def invrim_likelihoods():
     return [
         Component("gaussian", "invrim.likelihoods.gaussian:Gaussian",
                   "Gaussian noise: scalar, per-sample or per-pixel sigma"),
+        Component("poisson", "invrim.likelihoods.poisson:Poisson",
+                  "photon counts with a detector gain and a background"),
     ]
 
 
