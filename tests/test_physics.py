@@ -146,3 +146,11 @@ def test_bad_configuration_gets_a_clear_error(build, message):
 
 def test_identity():
     testing.check_forward_model(Identity(), torch.randn(3, 2, 4, 5))
+
+
+def test_gaussian_residual_score_for_complex_data():
+    """Complex k-space or visibilities: the analytic residual score equals -grad of the energy."""
+    g = torch.Generator().manual_seed(0)
+    prediction = torch.randn(2, 3, 4, dtype=torch.complex64, generator=g)
+    y = prediction + 0.1 * torch.randn(2, 3, 4, dtype=torch.complex64, generator=g)
+    assert "residual-score-vs-autograd" in testing.check_likelihood(Gaussian(0.3), prediction, y)
