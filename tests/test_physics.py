@@ -154,3 +154,8 @@ def test_gaussian_residual_score_for_complex_data():
     prediction = torch.randn(2, 3, 4, dtype=torch.complex64, generator=g)
     y = prediction + 0.1 * torch.randn(2, 3, 4, dtype=torch.complex64, generator=g)
     assert "residual-score-vs-autograd" in testing.check_likelihood(Gaussian(0.3), prediction, y)
+
+
+def test_complex_gaussian_noise_matches_its_energy():
+    noise = Gaussian(0.5).sample(torch.zeros(1, 200, 200, dtype=torch.complex64), torch.Generator().manual_seed(0))
+    assert abs(float(noise.real.std()) - 0.5) < 0.01 and abs(float(noise.imag.std()) - 0.5) < 0.01

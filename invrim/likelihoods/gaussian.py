@@ -12,6 +12,8 @@ from .base import Likelihood
 class Gaussian(Likelihood):
     """``y = F(x) + σ ε`` with ``ε ~ N(0, 1)``; energy ``½ Σ |y − F(x)|² / σ²`` per sample.
 
+    For complex data the real and imaginary parts each carry noise of standard deviation σ.
+
     Parameters
     ----------
     sigma
@@ -62,6 +64,9 @@ class Gaussian(Likelihood):
     def sample(self, prediction: Tensor, generator: Optional[torch.Generator] = None,
                sigma: Optional[Tensor] = None, **params: Any) -> Tensor:
         s = self._sigma(prediction, sigma)
-        noise = torch.randn(prediction.shape, generator=generator, dtype=prediction.dtype,
-                            device=prediction.device)
+        real = prediction.real.dtype
+        noise = torch.randn(prediction.shape, generator=generator, dtype=real, device=prediction.device)
+        if prediction.is_complex():   # each of the real and imaginary parts has variance σ², as the energy says
+            noise = torch.complex(noise, torch.randn(prediction.shape, generator=generator, dtype=real,
+                                                     device=prediction.device))
         return prediction + s * noise
