@@ -173,24 +173,106 @@ def timeit(fn: Callable[[], None], device: torch.device) -> float:
     return time.perf_counter() - t0
 
 
+# ----------------------------------------------------------------------------- machine noise
+def _busy_jiffies() -> int:
+    """CPU time used by everything on the machine (all cores), in clock ticks."""
+    with open("/proc/stat") as f:
+        vals = [int(v) for v in f.readline().split()[1:]]
+    return sum(vals) - vals[3] - (vals[4] if len(vals) > 4 else 0)      # minus idle, iowait
+
+
+def _own_jiffies() -> int:
+    """CPU time used by this process (all its threads) and its reaped children."""
+    with open("/proc/self/stat") as f:
+        st = f.read()
+    fields = st[st.rindex(")") + 2:].split()
+    return sum(int(v) for v in fields[11:15])                           # utime stime cutime cstime
+
+
+class ForeignLoad:
+    """Average number of cores used by *other* processes while the block runs (Linux only)."""
+
+    def __enter__(self) -> "ForeignLoad":
+        self.value = None
+        try:
+            self._t, self._busy, self._own = time.perf_counter(), _busy_jiffies(), _own_jiffies()
+        except OSError:
+            self._t = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._t is None:
+            return
+        dt = time.perf_counter() - self._t
+        other = (_busy_jiffies() - self._busy) - (_own_jiffies() - self._own)
+        self.value = max(0.0, other / os.sysconf("SC_CLK_TCK") / max(dt, 1e-9))
+
+
+def wait_quiet(threshold: float, deadline: float, interval: float = 2.0) -> float | None:
+    """Sleep until other processes use at most ``threshold`` cores (or ``deadline`` passes)."""
+    announced = False
+    while True:
+        with ForeignLoad() as fl:
+            time.sleep(interval)
+        if fl.value is None or fl.value <= threshold or time.perf_counter() > deadline:
+            return fl.value
+        if not announced:
+            print(f"    waiting: other processes use {fl.value:.1f} cores", flush=True)
+            announced = True
+
+
+class Noise:
+    """Policy for rounds disturbed by other processes (see ``--max-foreign``)."""
+
+    def __init__(self, threshold: float, max_wait_s: float):
+        self.threshold = threshold
+        self.deadline = time.perf_counter() + max_wait_s
+        self.discarded = 0
+
+    @property
+    def active(self) -> bool:
+        return self.threshold > 0 and time.perf_counter() < self.deadline
+
+
 def interleaved(fns: dict[str, Callable[[], None]], device: torch.device, warmup: int,
-                repeats: int, min_repeats: int, budget_s: float) -> dict[str, list[float]]:
+                repeats: int, min_repeats: int, budget_s: float,
+                noise: Noise) -> tuple[dict[str, list[float]], list[float]]:
     """Time every closure ``repeats`` times, alternating A B C / C B A; stop early (but not
-    before ``min_repeats``) once ``budget_s`` seconds have been spent on the timed rounds."""
+    before ``min_repeats``) once ``budget_s`` seconds have been spent on the timed rounds.
+
+    Each round's foreign CPU load is measured; while the noise policy is active a round during
+    which other processes used more than ``noise.threshold`` cores is discarded and redone
+    after the machine is quiet again. Returns the times and the kept rounds' foreign loads.
+    """
     keys = list(fns)
     for _ in range(warmup):
         for k in keys:
             fns[k]()
     sync(device)
     times: dict[str, list[float]] = {k: [] for k in keys}
+    loads: list[float] = []
     start = time.perf_counter()
-    for r in range(repeats):
+    r = attempts = 0
+    while r < repeats and attempts < 3 * repeats:
+        attempts += 1
+        if noise.active:
+            wait_quiet(noise.threshold, noise.deadline)
         order = keys if r % 2 == 0 else keys[::-1]
-        for k in order:
-            times[k].append(timeit(fns[k], device))
-        if r + 1 >= min_repeats and time.perf_counter() - start > budget_s:
+        with ForeignLoad() as fl:
+            got = {k: timeit(fns[k], device) for k in order}
+        if noise.active and fl.value is not None and fl.value > noise.threshold:
+            noise.discarded += 1
+            print(f"    round discarded: other processes used {fl.value:.1f} cores", flush=True)
+            continue
+        for k in keys:
+            times[k].append(got[k])
+        loads.append(fl.value if fl.value is not None else float("nan"))
+        r += 1
+        if r >= min_repeats and time.perf_counter() - start > budget_s:
             break
-    return times
+    if r == 0:
+        raise RuntimeError("no round completed")
+    return times, loads
 
 
 # ----------------------------------------------------------------------------- memory (child)
@@ -387,8 +469,19 @@ def machine_info() -> dict[str, Any]:
         trim_v = md.version("torch-rim")
     except Exception:
         trim_v = "?"
+    git = {}
+    try:
+        import invrim
+        root = os.path.dirname(os.path.dirname(os.path.abspath(invrim.__file__)))
+        run = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True, text=True,
+                                        timeout=20).stdout.strip()
+        git = {"commit": run("rev-parse", "--short", "HEAD"),
+               "modified": run("status", "--porcelain", "--", "invrim").splitlines()}
+    except Exception:
+        pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_rim": trim_v, "python": platform.python_version(), "loadavg": load}
+            "torch_rim": trim_v, "python": platform.python_version(), "loadavg": load,
+            "invrim_git": git}
 
 
 def main() -> None:
@@ -402,6 +495,11 @@ def main() -> None:
     ap.add_argument("--min-repeats", type=int, default=None, help="rounds always done (default 5)")
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds per T and measure after which rounds stop once min-repeats are done (default 240)")
+    ap.add_argument("--max-foreign", type=float, default=None,
+                    help="discard and redo timed rounds during which other processes used more than "
+                         "this many cores (0: keep every round; default 0.25, --quick: 0)")
+    ap.add_argument("--max-wait", type=float, default=1800.0,
+                    help="total seconds to spend waiting for a quiet machine (default 1800)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     ap.add_argument("--no-ckpt-time", action="store_true", help="do not time invrim with checkpointing")
     ap.add_argument("--json", default=None, help="write the results there")
@@ -425,6 +523,10 @@ def main() -> None:
     print(f"# invrim vs torch-rim {info['torch_rim']}  ({device}, {args.threads} threads)")
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
           f"python {info['python']}, loadavg at start {info['loadavg']}")
+    if info["invrim_git"]:
+        g = info["invrim_git"]
+        print(f"invrim: git {g['commit']}" + (f", uncommitted changes: {', '.join(g['modified'])}"
+                                              if g["modified"] else ""))
     print(f"problem: deblur, {B}x{C}x{N}x{N} fp32, PSF {PSF_SIZE}x{PSF_SIZE} sigma {PSF_SIGMA}, "
           f"noise {NOISE_SIGMA}; Hourglass {HOURGLASS}")
     y, x = make_data(device)
@@ -436,30 +538,34 @@ def main() -> None:
     train_keys = ["torch-rim", "invrim"] + ([] if args.no_ckpt_time else ["invrim-ckpt"])
     results: dict[str, Any] = {"machine": info, "device": str(device), "threads": args.threads,
                                "params": pc, "T": Ts, "train": {}, "predict": {}, "memory": {},
+                               "foreign_load": {},
                                "settings": {"batch": B, "size": N, "hourglass": HOURGLASS,
                                             "warmup": warmup, "repeats": repeats,
                                             "min_repeats": min_repeats, "budget_s": budget}}
+    noise = Noise(args.max_foreign if args.max_foreign is not None else (0.0 if quick else 0.25),
+                  args.max_wait)
     t_start = time.perf_counter()
     for T in Ts:
         load0 = os.getloadavg()
         runners = {k: Runner(k, T, device, y, x) for k in train_keys}
-        tt = interleaved({k: r.train for k, r in runners.items()}, device, warmup, repeats,
-                         min_repeats, budget)
+        tt, tl = interleaved({k: r.train for k, r in runners.items()}, device, warmup, repeats,
+                             min_repeats, budget, noise)
         pf = {"torch-rim": runners["torch-rim"].predict,
               "torch-rim (no_grad)": runners["torch-rim"].predict_no_grad,
               "invrim": runners["invrim"].predict}
-        pt = interleaved(pf, device, warmup, repeats, min_repeats, budget / 2)
+        pt, pl = interleaved(pf, device, warmup, repeats, min_repeats, budget / 2, noise)
         load1 = os.getloadavg()
         results["train"][T] = {k: {"median": statistics.median(v), "min": min(v), "times": v}
                                for k, v in tt.items()}
         results["predict"][T] = {k: {"median": statistics.median(v), "min": min(v), "times": v}
                                  for k, v in pt.items()}
-        results["train"][T]["loadavg"] = [load0, load1]
+        results["foreign_load"][T] = {"train": tl, "predict": pl, "loadavg": [load0, load1]}
         med = {k: statistics.median(v) for k, v in tt.items()}
         pmed = {k: statistics.median(v) for k, v in pt.items()}
         print(f"T={T:>3}  train: " + "  ".join(f"{k} {fmt_s(v)}" for k, v in med.items())
               + f"  | predict: " + "  ".join(f"{k} {fmt_s(v)}" for k, v in pmed.items())
-              + f"  | load {load0[0]:.1f}->{load1[0]:.1f}  [{time.perf_counter() - t_start:.0f} s]",
+              + f"  | others: {statistics.median(tl):.2f}/{statistics.median(pl):.2f} cores"
+              + f"  [{time.perf_counter() - t_start:.0f} s]",
               flush=True)
         del runners
         gc.collect()
@@ -476,6 +582,7 @@ def main() -> None:
                 f"{k} {fmt_mb(v['peak_bytes'])}/{fmt_mb(v.get('tensor_peak_bytes'))}" for k, v in m.items())
                 + f"  [{time.perf_counter() - t_start:.0f} s]", flush=True)
     results["loadavg_end"] = os.getloadavg()
+    results["discarded_rounds"] = noise.discarded
     results["wall_s"] = time.perf_counter() - t_start
 
     print()
@@ -491,11 +598,13 @@ def report(res: dict[str, Any]) -> str:
     lines = []
     Ts = res["T"]
     has_ckpt = all("invrim-ckpt" in res["train"][T] for T in Ts)
-    lines.append("Times (median; ratio = invrim / torch-rim):\n")
+    lines.append("Times (median over the kept rounds; ratio = invrim / torch-rim; other procs = median "
+                 "CPU cores used by other processes during the train / predict rounds):\n")
     hdr = "| T | train torch-rim | train invrim | ratio | "
     if has_ckpt:
         hdr += "train invrim ckpt | ratio | "
-    hdr += "predict torch-rim | predict invrim | ratio | predict torch-rim no_grad | ratio vs no_grad |"
+    hdr += ("predict torch-rim | predict invrim | ratio | predict torch-rim no_grad | ratio vs no_grad | "
+            "other procs (cores) |")
     lines.append(hdr)
     lines.append("|" + "---|" * (hdr.count("|") - 1))
     for T in Ts:
@@ -507,7 +616,9 @@ def report(res: dict[str, Any]) -> str:
             row += f"{fmt_s(c)} | {ratio(c, a)} | "
         pa, pb, pn = (pr["torch-rim"]["median"], pr["invrim"]["median"],
                       pr["torch-rim (no_grad)"]["median"])
-        row += f"{fmt_s(pa)} | {fmt_s(pb)} | {ratio(pb, pa)} | {fmt_s(pn)} | {ratio(pb, pn)} |"
+        fl = res.get("foreign_load", {}).get(T)
+        fls = "-" if not fl else f"{statistics.median(fl['train']):.2f} / {statistics.median(fl['predict']):.2f}"
+        row += f"{fmt_s(pa)} | {fmt_s(pb)} | {ratio(pb, pa)} | {fmt_s(pn)} | {ratio(pb, pn)} | {fls} |"
         lines.append(row)
     if res["memory"]:
         kind = next(iter(next(iter(res["memory"].values())).values()))["peak_kind"]

@@ -1,6 +1,8 @@
 """Tests of the recurrent backbones (invrim.backbones)."""
 from __future__ import annotations
 
+import copy
+import io
 import json
 
 import pytest
@@ -31,7 +33,7 @@ SPATIAL = {0: (), 1: (37,), 2: (37, 29), 3: (9, 11, 7)}
 CASES = [
     (Hourglass, 0), (Hourglass, 1), (Hourglass, 2), (Hourglass, 3),
     (UNet, 1), (UNet, 2), (UNet, 3),
-    (RIMCell, 1), (RIMCell, 2), (RIMCell, 3),
+    (RIMCell, 0), (RIMCell, 1), (RIMCell, 2), (RIMCell, 3),
     (MLPGRU, 0),
 ]
 
@@ -186,6 +188,44 @@ def test_config_contains_every_constructor_argument():
         assert set(model.config()) == params, cls.__name__
 
 
+def test_pickle_deepcopy_and_torch_save():
+    for cls, dimensions in [(Hourglass, 2), (Hourglass, 1), (UNet, 2), (RIMCell, 2), (MLPGRU, 0)]:
+        model = make(cls, 1, dimensions)
+        x = torch.randn(2, 1, *SPATIAL[dimensions])
+        buffer = io.BytesIO()
+        torch.save(model, buffer)
+        buffer.seek(0)
+        for other in (copy.deepcopy(model), torch.load(buffer, weights_only=False)):
+            with torch.no_grad():
+                assert torch.equal(unroll(model, x, x, 2)[0][-1], unroll(other, x, x, 2)[0][-1])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu", "elu", "silu", "gelu", "sigmoid",
+                                        "leaky_relu"])
+def test_every_activation_trains(activation):
+    model = make(RIMCell, 1, 1, activation=activation)
+    x = torch.randn(2, 1, 9)
+    outs, _ = unroll(model, x, torch.randn_like(x), steps=2)
+    sum(dx.square().sum() for dx in outs).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_torch_func_grad_through_backbone():
+    model = make(Hourglass, 1, 2)
+    x = torch.randn(2, 1, 12, 10)
+    h = model.init_hidden(x)
+    params = dict(model.named_parameters())
+
+    def loss(p):
+        dx, _ = torch.func.functional_call(model, p, (x, x, h))
+        return dx.square().sum()
+
+    grads = torch.func.grad(loss)(params)
+    loss(params).backward()
+    for name, p in model.named_parameters():
+        assert torch.allclose(grads[name], p.grad, atol=1e-5, rtol=1e-4), name
+
+
 # --------------------------------------------------------------------------- the seed's GRU bug
 def test_hourglass_gru_block_updates_both_states():
     model = make(Hourglass, 1, 2, hidden_units=8)
@@ -303,8 +343,10 @@ def test_fast_tanh_matches_tanh():
     y = fast_tanh_(a * 1.0)
     (g,) = torch.autograd.grad(y.sum(), a)
     assert torch.allclose(g, 1 - torch.tanh(a.detach()) ** 2)
-    assert torch.autograd.gradcheck(fast_tanh, (torch.randn(8, dtype=torch.float64,
-                                                            requires_grad=True),))
+    t = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(fast_tanh, (t,))
+    assert torch.autograd.gradgradcheck(fast_tanh, (t,))
+    assert torch.autograd.gradgradcheck(lambda v: fast_tanh_(v * 1.0), (t,))
 
 
 def test_activation_lookup():

@@ -33,10 +33,13 @@ def test_console_script_and_module_entry_point():
     assert out.returncode == 2 and "invalid choice" in out.stderr
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "examples").glob("*.py")))
+EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("examples/*.py"), *ROOT.glob("plugins/*/examples/*.py")])
+
+
+@pytest.mark.parametrize("script", EXAMPLES)
 def test_example_runs_in_fast_mode(script, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--fast",
+    out = subprocess.run([sys.executable, str(ROOT / script), "--fast",
                           "--figure", str(tmp_path / "fig.png")],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]

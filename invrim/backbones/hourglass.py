@@ -19,8 +19,8 @@ from .layers import (
     conv_nd,
     fast_tanh_,
     get_activation,
-    memory_format,
     pointwise_conv,
+    use_channels_last,
 )
 
 __all__ = ["GRUBlock", "Hourglass"]
@@ -159,7 +159,8 @@ class Hourglass(Backbone):
         self.input_kernel_size = input_kernel_size
         self.activation = activation.lower()
         self.resample_with_conv = resample_with_conv
-        self._memory_format = memory_format(dimensions)
+        # a flag, not the torch.memory_format itself: torch.save cannot pickle memory formats
+        self._channels_last = use_channels_last(dimensions)
 
         d = dimensions
         self.input_layer = conv_nd(d, 2 * channels, nf, input_kernel_size)
@@ -178,14 +179,12 @@ class Hourglass(Backbone):
             decoder.append(_Level([conv_nd(d, c, c, kernel_size) for _ in range(num_layers)], up))
         self.decoder = nn.ModuleList(decoder)
         self.output_layer = conv_nd(d, c, channels, 1)
-        if self._memory_format is not None:
-            self.to(memory_format=self._memory_format)
 
     def forward(self, x: Tensor, score: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         act = self.act
         y = torch.cat([x, score], dim=1)
-        if self._memory_format is not None:
-            y = y.contiguous(memory_format=self._memory_format)
+        if self._channels_last:
+            y = y.contiguous(memory_format=torch.channels_last)
         y = act(self.input_layer(y))
         sizes = []
         for level in self.encoder:
@@ -198,7 +197,7 @@ class Hourglass(Backbone):
             y = level.resample(y, sizes.pop())
             for conv in level.convs:
                 y = act(conv(y))
-        if self._memory_format is not None:
+        if self._channels_last:
             return pointwise_conv(self.output_layer, y).contiguous(), h
         return self.output_layer(y), h
 
@@ -212,7 +211,10 @@ class Hourglass(Backbone):
     def init_hidden(self, x: Tensor) -> Tensor:
         """Zero hidden state (``(B, hidden_units, *coarsest spatial)``) on ``x``'s device/dtype."""
         self.check_input(x)
-        return torch.zeros(self.hidden_shape(x), device=x.device, dtype=x.dtype)
+        h = torch.zeros(self.hidden_shape(x), device=x.device, dtype=x.dtype)
+        if self._channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        return h
 
     def config(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,6 @@ from .layers import (
     check_positive,
     conv_nd,
     get_activation,
-    memory_format,
 )
 
 __all__ = ["RIMCell"]
@@ -89,7 +88,6 @@ class RIMCell(Backbone):
         self.dilations = dilations
         self.gru_kernel_size = gru_kernel_size
         self.activation = activation.lower()
-        self._memory_format = memory_format(dimensions)
 
         d = dimensions
         convs, grus = [], []
@@ -105,13 +103,11 @@ class RIMCell(Backbone):
     def forward(self, x: Tensor, score: Tensor, h: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         act = self.act
         y = torch.cat([x, score], dim=1)
-        if self._memory_format is not None:
-            y = y.contiguous(memory_format=self._memory_format)
         new_h = []
         for conv, gru, h_i in zip(self.convs, self.grus, h):
             y = gru(act(conv(y)), h_i)
             new_h.append(y)
-        return self.output_layer(y).contiguous(), tuple(new_h)
+        return self.output_layer(y), tuple(new_h)
 
     def init_hidden(self, x: Tensor) -> tuple[Tensor, ...]:
         """Zero hidden states, ``depth`` tensors of shape ``(B, hidden_channels, *spatial)``."""

@@ -18,7 +18,6 @@ from .layers import (
     check_positive,
     conv_nd,
     get_activation,
-    memory_format,
 )
 
 __all__ = ["UNet", "Unet"]
@@ -122,7 +121,6 @@ class UNet(Backbone):
         self.gru_kernel_size = gru_kernel_size
         self.activation = activation.lower()
         self.resample_with_conv = resample_with_conv
-        self._memory_format = memory_format(dimensions)
 
         d, k = dimensions, kernel_size
         self.input_layer = conv_nd(d, 2 * channels, widths[0], k)
@@ -144,14 +142,10 @@ class UNet(Backbone):
             c = w
         self.decoder = nn.ModuleList(decoder)
         self.output_layer = conv_nd(d, c, channels, k)
-        if self._memory_format is not None:
-            self.to(memory_format=self._memory_format)
 
     def forward(self, x: Tensor, score: Tensor, h: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         act = self.act
         y = torch.cat([x, score], dim=1)
-        if self._memory_format is not None:
-            y = y.contiguous(memory_format=self._memory_format)
         y = act(self.input_layer(y))
         new_h = []
         for level, h_i in zip(self.encoder, h):
@@ -166,7 +160,7 @@ class UNet(Backbone):
             y = act(level.merge(torch.cat([y, skip], dim=1)))
             for conv in level.convs:
                 y = act(conv(y))
-        return self.output_layer(y).contiguous(), tuple(new_h)
+        return self.output_layer(y), tuple(new_h)
 
     def init_hidden(self, x: Tensor) -> tuple[Tensor, ...]:
         """Zero hidden states, one ``(B, hidden_units[i], *spatial_i)`` tensor per level."""
