@@ -28,9 +28,23 @@ class CompressedSensing(LinearForwardModel):
                 raise ValueError(f"compressed sensing {label} must be a positive integer, got {v!r}")
         self.n, self.m, self.seed = n, m, int(seed)
         g = torch.Generator().manual_seed(self.seed)
-        A = torch.randn(m, n, generator=g, dtype=torch.float64) / m ** 0.5
-        self.register_buffer("matrix", A.to(torch.get_default_dtype()))
-        self.register_buffer("pinv", torch.linalg.pinv(A).to(torch.get_default_dtype()))
+        # Kept in float64 outside the module's buffers, so that .to(float32).to(float64) loses nothing;
+        # cast (and cached) per dtype and device on use.
+        self._A64 = torch.randn(m, n, generator=g, dtype=torch.float64) / m ** 0.5
+        self._pinv64 = torch.linalg.pinv(self._A64)
+        self._cache: dict = {}
+
+    @property
+    def matrix(self) -> Tensor:
+        """The sensing matrix ``A`` (float64)."""
+        return self._A64
+
+    def _get(self, which: str, like: Tensor) -> Tensor:
+        key = (which, like.dtype, like.device)
+        if key not in self._cache:
+            source = self._A64 if which == "A" else self._pinv64
+            self._cache[key] = source.to(device=like.device, dtype=like.dtype)
+        return self._cache[key]
 
     def config(self) -> dict[str, Any]:
         return {"n": self.n, "m": self.m, "seed": self.seed}
@@ -46,12 +60,12 @@ class CompressedSensing(LinearForwardModel):
 
     def forward(self, x: Tensor, **params: Any) -> Tensor:
         self._check(x, self.n, "x")
-        return x @ self.matrix.to(x.dtype).T
+        return x @ self._get("A", x).T
 
     def adjoint(self, y: Tensor, **params: Any) -> Tensor:
         self._check(y, self.m, "y")
-        return y @ self.matrix.to(y.dtype)
+        return y @ self._get("A", y)
 
     def pseudo_inverse(self, y: Tensor, **params: Any) -> Tensor:
         self._check(y, self.m, "y")
-        return y @ self.pinv.to(y.dtype).T
+        return y @ self._get("pinv", y).T
