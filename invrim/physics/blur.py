@@ -9,8 +9,7 @@ from torch import Tensor
 
 from .base import LinearForwardModel
 
-_CONV = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d),
-         3: (F.conv3d, F.conv_transpose3d)}
+_CONV = {1: (F.conv1d,), 2: (F.conv2d,), 3: (F.conv3d,)}
 _BOUNDARIES = ("same", "periodic")
 
 
@@ -111,9 +110,11 @@ class Blur(LinearForwardModel):
         if self.boundary == "periodic":
             return self._periodic(x, kernel, batched, adjoint)
         B, C = x.shape[:2]
-        conv, conv_t = _CONV[d]
-        # F.conv*d is a correlation: flip the kernel for a true convolution.
-        w = torch.flip(kernel, dims=list(range(-d, 0)))
+        conv = _CONV[d][0]
+        # F.conv*d is a correlation: the flipped kernel gives a true convolution; with zero 'same'
+        # padding and an odd kernel its adjoint is the correlation with the kernel itself (much
+        # faster on CPU than conv_transpose).
+        w = kernel if adjoint else torch.flip(kernel, dims=list(range(-d, 0)))
         pad = [k // 2 for k in ks]
         if batched:
             w = w.repeat_interleave(C, dim=0).unsqueeze(1)           # (B*C, 1, k...)
@@ -122,8 +123,7 @@ class Blur(LinearForwardModel):
         else:
             w = w.expand(C, 1, *ks)                                     # depthwise, same PSF
             inp, groups = x, C
-        op = conv_t if adjoint else conv
-        out = op(inp, w, padding=pad, groups=groups)
+        out = conv(inp, w, padding=pad, groups=groups)
         return out.reshape(x.shape)
 
     def _periodic(self, x: Tensor, kernel: Tensor, batched: bool, adjoint: bool) -> Tensor:

@@ -1,0 +1,18 @@
+"""Hooks: what this plugin provides. Light on purpose: no torch, no physics import here."""
+from invrim.plugins import Component, hookimpl
+
+
+@hookimpl
+def invrim_forward_models():
+    return [
+        Component(
+            name="lensing_sie",
+            factory="invrim_lensing.physics:SIELensing",
+            summary="strong lensing of a pixelated source by an SIE + external shear (linear in the source)",
+        ),
+        Component(
+            name="lensing_kappa",
+            factory="invrim_lensing.physics:PixelatedConvergenceLensing",
+            summary="strong lensing of a known source by a pixelated convergence map kappa (nonlinear)",
+        ),
+    ]
