@@ -300,3 +300,25 @@ def test_pip_installed_example_plugin_works_from_the_cli(tmp_path):
     finally:
         subprocess.run(pip + ["uninstall", "--yes", "--quiet", "invrim-vignette"], check=True)
         refresh()
+
+
+def test_listing_plugins_imports_no_heavy_module():
+    """`invrim plugins list` and registry lookups import neither torch nor any plugin's physics."""
+    code = textwrap.dedent('''
+        import sys
+        from invrim.plugins import registry
+        reg = registry()
+        for kind in reg.kinds().values():
+            for name in kind.names():
+                kind.info(name)
+        heavy = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")
+                       or (m.startswith("invrim_") and not m.endswith(".hooks") and "." in m))
+        print(",".join(heavy))
+        print(len(reg.plugins))
+    ''')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy, count = out.stdout.split("\n")[:2]
+    assert heavy == "" and int(count) >= 1, out.stdout
+    listing = subprocess.run([sys.executable, "-X", "importtime", "-m", "invrim", "plugins", "list"],
+                             capture_output=True, text=True, check=True)
+    assert "| torch" not in listing.stderr and "builtin" in listing.stdout
