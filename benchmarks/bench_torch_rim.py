@@ -16,7 +16,8 @@ For every T it measures
    allocator events: does not depend on glibc) and bytes of tensors saved for backward.
 
 Timings are medians over repeats taken after warm-up, with the libraries interleaved
-(A B C, C B A, ...) so that machine noise hits all of them alike.
+(A B C, C B A, ...) so that machine noise hits all of them alike; rounds during which other
+processes used more than ``--max-foreign`` cores are discarded and redone.
 
 Usage::
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import platform
 import resource
@@ -97,7 +97,8 @@ def score_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def make_data(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-seed ground truth (sums of Gaussian blobs in [0, 1]) and blurred noisy observation."""
-    _PHYSICS.setdefault(str(device), Deblur(device))
+    op = Deblur(device)
+    _PHYSICS.setdefault(str(op.w.device), op)     # keyed like x.device ("cuda:0", not "cuda")
     g = torch.Generator().manual_seed(SEED)
     grid = torch.arange(N, dtype=torch.float32)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
@@ -110,7 +111,7 @@ def make_data(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
             x[b, 0] += amp * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
     x = (x / x.amax(dim=(1, 2, 3), keepdim=True)).to(device)
     noise = torch.randn(B, C, N, N, generator=g).to(device)
-    y = _PHYSICS[str(device)].A(x) + NOISE_SIGMA * noise
+    y = _PHYSICS[str(x.device)].A(x) + NOISE_SIGMA * noise
     return y, x
 
 
@@ -575,7 +576,7 @@ def main() -> None:
         gc.collect()
 
     if not args.no_memory:
-        mem_Ts = Ts
+        mem_Ts = Ts[-1:] if quick else Ts          # --quick: only the largest T
         for T in mem_Ts:
             results["memory"][T] = {}
             for key in CONFIGS:
@@ -589,6 +590,7 @@ def main() -> None:
     results["discarded_rounds"] = noise.discarded
     results["wall_s"] = time.perf_counter() - t_start
 
+    results["quick"] = quick
     print()
     print(report(results))
     if args.json:
@@ -642,7 +644,8 @@ def report(res: dict[str, Any]) -> str:
                          f"{fmt_mb(ta)} | {fmt_mb(tb)} | {ratio(tb, ta)} | {fmt_mb(tc)} | {ratio(tc, ta)} | "
                          f"{fmt_mb(sa)} | {fmt_mb(sb)} | {ratio(sb, sa)} |")
     # targets
-    lines.append("\nTargets:")
+    lines.append("\nTargets:" + (" (--quick: one round per T, a smoke test, not a verdict)"
+                                  if res.get("quick") else ""))
     tr_r = {T: res["train"][T]["invrim"]["median"] / res["train"][T]["torch-rim"]["median"] for T in Ts}
     pr_r = {T: res["predict"][T]["invrim"]["median"] / res["predict"][T]["torch-rim"]["median"] for T in Ts}
     ok = all(v <= 0.8 for v in tr_r.values())
