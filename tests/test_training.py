@@ -210,6 +210,10 @@ def test_learning_rate_schedule():
     assert _learning_rate(1.0, 9, 100, 10, "constant", 0) == pytest.approx(1.0)
     assert _learning_rate(1.0, 50, 100, 0, "cosine", 0.1) == pytest.approx(0.55)
     assert _learning_rate(1.0, 100, 100, 0, "linear", 0.0) == pytest.approx(0.0)
+    # with a time limit, the schedule follows whichever comes first: steps or time
+    assert _learning_rate(1.0, 10, 1000, 0, "linear", 0.0, time_fraction=0.5) == pytest.approx(0.5)
+    assert _learning_rate(1.0, 900, 1000, 0, "linear", 0.0, time_fraction=0.5) == pytest.approx(0.1)
+    assert _learning_rate(1.0, 10, 1000, 0, "constant", 0.0, time_fraction=0.9) == pytest.approx(1.0)
 
 
 def test_bad_training_options(deblurring):

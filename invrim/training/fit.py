@@ -63,9 +63,12 @@ def _unpack(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
     raise ValueError("each dataset item must be a tuple (y, x, *args) or a dict with keys 'y' and 'x'")
 
 
-def _learning_rate(base: float, step: int, total: int, warmup: int, schedule: str, minimum: float) -> float:
+def _learning_rate(base: float, step: int, total: int, warmup: int, schedule: str, minimum: float,
+                   time_fraction: float = 0.0) -> float:
+    """Warm-up, then the schedule's decay over the run; with a time limit the run's progress is
+    the larger of the step fraction and the fraction of ``max_time`` used."""
     factor = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-    progress = min(1.0, step / max(1, total))
+    progress = min(1.0, max(step / max(1, total), time_fraction))
     if schedule == "cosine":
         decay = 0.5 * (1 + math.cos(math.pi * progress))
     elif schedule == "linear":
@@ -142,7 +145,8 @@ def fit(
         Total number of epochs; a resumed run continues up to this number.
     learning_rate, warmup, scheduler, min_learning_rate
         Adam's peak learning rate, reached linearly over ``warmup`` steps, then ``"constant"``,
-        or decayed to ``min_learning_rate`` by ``"cosine"`` or ``"linear"`` over the run.
+        or decayed to ``min_learning_rate`` by ``"cosine"`` or ``"linear"`` over the run (over
+        ``epochs``, or over ``max_time`` when the time limit comes first).
     batch_size, shuffle, num_workers
         DataLoader settings. Shuffling is seeded by ``seed`` and the epoch, so resumed runs
         see the same batches as uninterrupted ones.
@@ -233,7 +237,8 @@ def fit(
         total, count, nonfinite = 0.0, 0, None
         for batch in loader(dataset, epoch, train=True):
             y, x, args, kwargs = _unpack(batch, device)
-            lr = _learning_rate(learning_rate, step, total_steps, warmup, scheduler, min_learning_rate)
+            used = (time.monotonic() - began) / (max_time * 3600) if math.isfinite(max_time) else 0.0
+            lr = _learning_rate(learning_rate, step, total_steps, warmup, scheduler, min_learning_rate, used)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
