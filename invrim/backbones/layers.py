@@ -105,8 +105,8 @@ class _FastTanh(torch.autograd.Function):
         return torch.ops.aten.tanh_backward(tangent, y)
 
 
-class _FastTanhInplace(torch.autograd.Function):
-    """In-place variant of :class:`_FastTanh` (for freshly computed pre-activations)."""
+class _FastTanhInplace(_FastTanh):
+    """In-place variant of :class:`_FastTanh` (for freshly computed pre-activations); same backward."""
 
     @staticmethod
     def forward(x: Tensor) -> Tensor:  # type: ignore[override]
@@ -116,11 +116,6 @@ class _FastTanhInplace(torch.autograd.Function):
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
         ctx.mark_dirty(inputs[0])
         ctx.save_for_backward(output)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
 
     @staticmethod
     def jvp(ctx, tangent: Tensor) -> Tensor:  # type: ignore[override]
