@@ -22,8 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="versions and the available backbones")
     info.set_defaults(handler=_info)
-    from . import plugins
+    from . import plugins, simulate, train
     plugins.add_parser(sub)
+    simulate.add_parser(sub)
+    train.add_parser(sub)
     return parser
 
 
@@ -48,7 +50,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, ValueError, TypeError, ImportError, OSError) as e:
         if args.verbose:
             raise
-        print(f"invrim {args.command}: error: {e}", file=sys.stderr)
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"invrim {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("invrim: interrupted", file=sys.stderr)

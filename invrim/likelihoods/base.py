@@ -28,5 +28,14 @@ class Likelihood:
 
     residual_score = None  # optional: (prediction, y, **params) -> ∇_prediction log p
 
+    #: named non-batch axes of each per-sample parameter (``{"sigma": ()}``: one number a sample)
+    param_dims: dict[str, tuple[str, ...]] = {}
+
+    def sample_parameters(self, prediction: Tensor, generator: Optional["torch.Generator"] = None
+                          ) -> dict[str, Tensor]:
+        """Random per-sample parameters (e.g. noise levels) for simulating observations of the
+        noiseless ``prediction = F(x)``; leading axis ``B``. The default draws none."""
+        return {}
+
     def config(self) -> dict[str, Any]:
         return {}

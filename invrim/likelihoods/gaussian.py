@@ -1,7 +1,8 @@
 """Gaussian likelihood with a scalar, per-sample or per-pixel noise level."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -19,18 +20,39 @@ class Gaussian(Likelihood):
     sigma
         Noise standard deviation (> 0). A per-sample ``(B,)`` or per-pixel (``y``'s shape)
         ``sigma`` keyword passed to :meth:`energy` / :meth:`sample` overrides it.
+    sigma_range
+        For simulation: :meth:`sample_parameters` draws a per-sample ``sigma`` log-uniformly in
+        ``[low, high]`` (stored with the data, so training sees each sample's own noise level).
     """
 
     name = "gaussian"
+    param_dims = {"sigma": ()}
 
-    def __init__(self, sigma: float = 1.0):
+    def __init__(self, sigma: float = 1.0, sigma_range: Optional[Sequence[float]] = None):
         sigma = float(sigma)
         if not sigma > 0:
             raise ValueError(f"Gaussian sigma must be positive, got {sigma}")
         self.sigma = sigma
+        if sigma_range is not None:
+            sigma_range = [float(v) for v in sigma_range]
+            if len(sigma_range) != 2 or not 0 < sigma_range[0] <= sigma_range[1]:
+                raise ValueError(f"sigma_range must be [low, high] with 0 < low <= high, got {sigma_range!r}")
+        self.sigma_range = sigma_range
 
     def config(self) -> dict[str, Any]:
-        return {"sigma": self.sigma}
+        cfg: dict[str, Any] = {"sigma": self.sigma}
+        if self.sigma_range is not None:
+            cfg["sigma_range"] = self.sigma_range
+        return cfg
+
+    def sample_parameters(self, prediction: Tensor, generator: Optional[torch.Generator] = None
+                          ) -> dict[str, Tensor]:
+        """A per-sample ``sigma`` ``(B,)``, log-uniform in ``sigma_range`` (none without one)."""
+        if self.sigma_range is None:
+            return {}
+        low, high = (math.log(v) for v in self.sigma_range)
+        u = torch.rand(prediction.shape[0], generator=generator, dtype=torch.float64)
+        return {"sigma": torch.exp(low + (high - low) * u).to(prediction.real.dtype).to(prediction.device)}
 
     @classmethod
     def example(cls):

@@ -1,13 +1,14 @@
 """Blur by a point-spread function (1-, 2- or 3-D; one PSF or one per sample)."""
 from __future__ import annotations
 
-from typing import Any, Optional
+import math
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LinearForwardModel
+from .base import SPATIAL_DIMS, LinearForwardModel
 
 _CONV = {1: (F.conv1d,), 2: (F.conv2d,), 3: (F.conv3d,)}
 _BOUNDARIES = ("same", "periodic")
@@ -39,20 +40,43 @@ class Blur(LinearForwardModel):
         Number of spatial axes (1, 2 or 3); taken from ``psf`` when given.
     boundary
         ``"same"`` (zero padding, output the size of the input) or ``"periodic"`` (circular).
+    psf_sigma, psf_size
+        A Gaussian PSF instead of ``psf``: ``psf_sigma`` (pixels) fixes it, a range
+        ``[low, high]`` makes :meth:`sample_parameters` draw one PSF per sample with a width
+        uniform in the range (for simulation). ``psf_size`` (odd) defaults to ``2⌈3σ_max⌉ + 1``.
 
     ``x`` has shape ``(B, C, *spatial)``; every channel is blurred by the same PSF. This is a true
     convolution (the PSF is flipped), as in ``scipy.signal.convolve(..., mode="same")``.
     """
 
     name = "blur"
-    x_dims = ("channel", "y", "x")
-    y_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
+    y_dims = ("channel", "height", "width")
 
     def __init__(self, psf: Optional[Tensor] = None, dimensions: Optional[int] = None,
-                 boundary: str = "same"):
+                 boundary: str = "same", psf_sigma: Union[float, Sequence[float], None] = None,
+                 psf_size: Optional[int] = None):
         super().__init__()
         if boundary not in _BOUNDARIES:
             raise ValueError(f"boundary must be one of {_BOUNDARIES}, got {boundary!r}")
+        self.psf_sigma, self.psf_size = None, None
+        if psf_sigma is not None:
+            if psf is not None:
+                raise ValueError("give either psf or psf_sigma, not both")
+            sigmas = [float(v) for v in (psf_sigma if isinstance(psf_sigma, (list, tuple)) else [psf_sigma])]
+            if len(sigmas) not in (1, 2) or not all(v > 0 for v in sigmas) or sigmas != sorted(sigmas):
+                raise ValueError(f"psf_sigma must be a positive number or a range [low, high], got {psf_sigma!r}")
+            if psf_size is None:
+                psf_size = 2 * math.ceil(3 * sigmas[-1]) + 1
+            if isinstance(psf_size, bool) or not isinstance(psf_size, int) or psf_size < 1 or psf_size % 2 == 0:
+                raise ValueError(f"psf_size must be a positive odd integer, got {psf_size!r}")
+            dimensions = 2 if dimensions is None else dimensions
+            self.psf_sigma = sigmas[0] if len(sigmas) == 1 else sigmas
+            self.psf_size = psf_size
+            if len(sigmas) == 1:
+                psf = gaussian_psf(psf_size, sigmas[0], dimensions if dimensions in _CONV else 1)
+        elif psf_size is not None:
+            raise ValueError("psf_size is only used with psf_sigma")
         if psf is not None:
             psf = torch.as_tensor(psf)
             if dimensions is not None and psf.dim() != dimensions:
@@ -66,8 +90,9 @@ class Blur(LinearForwardModel):
             raise ValueError(f"dimensions must be 1, 2 or 3, got {dimensions}")
         self.dimensions = dimensions
         self.boundary = boundary
-        spatial = ("y", "x") if dimensions == 2 else tuple(f"s{i}" for i in range(dimensions))
+        spatial = SPATIAL_DIMS[dimensions]
         self.x_dims = self.y_dims = ("channel", *spatial)
+        self.param_dims = {"psf": tuple(f"psf_{d}" for d in spatial)}
 
     @classmethod
     def example(cls):
@@ -77,9 +102,20 @@ class Blur(LinearForwardModel):
 
     def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"dimensions": self.dimensions, "boundary": self.boundary}
-        if self.psf is not None:
+        if self.psf_sigma is not None:
+            cfg.update(psf_sigma=self.psf_sigma, psf_size=self.psf_size)
+        elif self.psf is not None:
             cfg["psf"] = self.psf.tolist()
         return cfg
+
+    def sample_parameters(self, x: Tensor, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+        """One Gaussian ``psf`` per sample, width uniform in ``psf_sigma = [low, high]``."""
+        if not isinstance(self.psf_sigma, list):
+            return {}
+        low, high = self.psf_sigma
+        sigmas = low + (high - low) * torch.rand(x.shape[0], generator=generator, dtype=torch.float64)
+        psf = torch.stack([gaussian_psf(self.psf_size, float(s), self.dimensions, dtype=x.dtype) for s in sigmas])
+        return {"psf": psf.to(x.device)}
 
     def _check_psf(self, psf: Tensor, batched: bool) -> None:
         k = psf.shape[1:] if batched else psf.shape

@@ -13,8 +13,8 @@ class Identity(LinearForwardModel):
     """``y = x`` (denoising). Its adjoint and pseudo-inverse are the identity too."""
 
     name = "identity"
-    x_dims = ("channel", "y", "x")
-    y_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
+    y_dims = ("channel", "height", "width")
 
     @classmethod
     def example(cls):

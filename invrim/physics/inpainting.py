@@ -17,17 +17,28 @@ class Inpainting(LinearForwardModel):
     mask
         A fixed mask broadcastable to ``x`` without its batch axis (e.g. ``(H, W)`` or
         ``(C, H, W)``). Omit it to pass a per-sample ``mask`` of shape ``(B, …)`` to every call.
+    fraction
+        For simulation without a fixed mask: :meth:`sample_parameters` draws a random binary
+        ``mask`` ``(B, H, W)`` per sample observing each pixel with this probability.
 
     The missing pixels of ``y`` are zero; the pseudo-inverse is ``m ⊙ y`` (missing pixels left at
     zero), which is exact on the observed pixels for a binary mask.
     """
 
     name = "inpainting"
-    x_dims = ("channel", "y", "x")
-    y_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
+    y_dims = ("channel", "height", "width")
+    param_dims = {"mask": [("height", "width"), ("channel", "height", "width")]}
 
-    def __init__(self, mask: Optional[Tensor] = None):
+    def __init__(self, mask: Optional[Tensor] = None, fraction: Optional[float] = None):
         super().__init__()
+        if fraction is not None:
+            fraction = float(fraction)
+            if not 0 < fraction <= 1:
+                raise ValueError(f"inpainting fraction must lie in (0, 1], got {fraction}")
+            if mask is not None:
+                raise ValueError("give either a fixed mask or a fraction for random masks, not both")
+        self.fraction = fraction
         if mask is not None:
             mask = torch.as_tensor(mask)
             if mask.dtype == torch.bool:
@@ -39,7 +50,16 @@ class Inpainting(LinearForwardModel):
             self.mask = None
 
     def config(self) -> dict[str, Any]:
-        return {} if self.mask is None else {"mask": self.mask.tolist()}
+        if self.mask is not None:
+            return {"mask": self.mask.tolist()}
+        return {} if self.fraction is None else {"fraction": self.fraction}
+
+    def sample_parameters(self, x: Tensor, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+        """A random ``mask`` ``(B, *spatial)`` per sample when built with ``fraction``."""
+        if self.fraction is None:
+            return {}
+        u = torch.rand((x.shape[0], *x.shape[2:]), generator=generator)
+        return {"mask": (u < self.fraction).to(x.device)}
 
     @classmethod
     def example(cls):

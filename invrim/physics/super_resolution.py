@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import LinearForwardModel
+from .base import SPATIAL_DIMS, LinearForwardModel
 
 _POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
@@ -21,8 +21,8 @@ class SuperResolution(LinearForwardModel):
     """
 
     name = "super_resolution"
-    x_dims = ("channel", "y", "x")
-    y_dims = ("channel", "y_low", "x_low")
+    x_dims = ("channel", "height", "width")
+    y_dims = ("channel", "height_low", "width_low")
 
     def __init__(self, factor: int = 2, dimensions: int = 2):
         super().__init__()
@@ -31,7 +31,7 @@ class SuperResolution(LinearForwardModel):
         if dimensions not in _POOL:
             raise ValueError(f"dimensions must be 1, 2 or 3, got {dimensions}")
         self.factor, self.dimensions = factor, dimensions
-        spatial = ("y", "x") if dimensions == 2 else tuple(f"s{i}" for i in range(dimensions))
+        spatial = SPATIAL_DIMS[dimensions]
         self.x_dims = ("channel", *spatial)
         self.y_dims = ("channel", *(f"{s}_low" for s in spatial))
 

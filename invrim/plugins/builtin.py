@@ -44,4 +44,11 @@ def invrim_likelihoods():
 
 @hookimpl
 def invrim_generators():
-    return []
+    return [
+        Component("random_field", "invrim.data.generators:GaussianRandomField",
+                  "Gaussian random fields with a power-law spectrum (1-3-D)"),
+        Component("ellipses", "invrim.data.generators:RandomEllipses",
+                  "random overlapping ellipses in [0, 1] (2-D phantoms)"),
+        Component("image_crops", "invrim.data.generators:ImageCrops",
+                  "random crops of scikit-image's bundled photographs", requires=("skimage",)),
+    ]

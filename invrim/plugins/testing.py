@@ -4,6 +4,7 @@
 >>> testing.check_forward_model(MyOperator(), x, mask=mask)      # all applicable checks
 >>> testing.check_likelihood(MyLikelihood(), prediction, y)
 >>> testing.check_backbone(MyBackbone)
+>>> testing.check_generator(MyGenerator(), batch=2)
 
 Each ``check_*`` raises ``AssertionError`` with a message naming what is wrong, and returns the
 names of the checks it ran. ``invrim plugins check`` runs them on installed components through
@@ -19,7 +20,7 @@ from torch import Tensor
 
 __all__ = ["check_adjoint", "check_score_matches_autograd", "check_batch_consistency", "check_dtypes",
            "check_device", "check_gradients_flow", "check_config_roundtrip", "check_forward_model",
-           "check_likelihood", "check_backbone", "check_component", "TOLERANCES"]
+           "check_likelihood", "check_backbone", "check_generator", "check_component", "TOLERANCES"]
 
 #: relative tolerance of the dot-product test per real dtype
 TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-10}
@@ -273,12 +274,69 @@ def check_backbone(backbone: Callable[..., Any], dimensions: Sequence[int] = (0,
     return ran
 
 
+def check_generator(generator, **call_kwargs: Any) -> list[str]:
+    """A ground-truth generator follows the interface of :mod:`invrim.data.generators`.
+
+    Calls ``generator(batch=…, generator=torch.Generator().manual_seed(…), dtype=…, **call_kwargs)``
+    (any ``batch``, ``generator``, ``seed`` or ``dtype`` in ``call_kwargs`` is replaced: the kit
+    draws its own) and checks that the output is a finite CPU tensor with leading axis ``batch``
+    (for batches 1 and 3) and the same sample shape for both; that ``len(dims)`` equals the
+    number of non-batch axes (skipped when the generator has no ``dims``); that two identically
+    seeded generators give bit-identical output and the global torch RNG is left untouched; that
+    different seeds give different output (skipped for ``deterministic = True``); that float32
+    and float64 are honoured; and that ``config()`` survives JSON and rebuilds a generator with
+    the same config and the same output for the same seed. Returns ``["generate"]``.
+    """
+    name = _name(generator)
+    kwargs = {k: v for k, v in call_kwargs.items() if k not in ("batch", "generator", "seed", "dtype")}
+
+    def draw(batch: int, seed: int, dtype: torch.dtype = torch.float32, gen: Any = generator) -> Tensor:
+        return gen(batch=batch, generator=torch.Generator().manual_seed(seed), dtype=dtype, **kwargs)
+
+    sample_shape = None
+    for batch in (1, 3):
+        out = draw(batch, 0)
+        assert isinstance(out, Tensor), f"{name}: returned {type(out).__name__}, not a Tensor"
+        assert out.dim() >= 1 and out.shape[0] == batch, (f"{name}: batch={batch} gave shape {tuple(out.shape)}, "
+                                                          f"expected leading axis {batch}")
+        assert out.device.type == "cpu", f"{name}: output is on {out.device}, expected the CPU"
+        assert torch.isfinite(out).all(), f"{name}: output is not finite"
+        assert sample_shape in (None, out.shape[1:]), (f"{name}: a sample has shape {tuple(sample_shape)} with "
+                                                       f"batch=1 but {tuple(out.shape[1:])} with batch={batch}")
+        sample_shape = out.shape[1:]
+    dims = getattr(generator, "dims", None)
+    if dims is not None:                       # generators without dims are tolerated
+        assert len(dims) == out.dim() - 1, (f"{name}: dims {tuple(dims)} name {len(dims)} axes, but the output "
+                                            f"has {out.dim() - 1} non-batch axes {tuple(out.shape[1:])}")
+    state = torch.get_rng_state()
+    first, second = draw(3, 0), draw(3, 0)
+    assert torch.equal(torch.get_rng_state(), state), f"{name}: uses the global torch RNG instead of `generator`"
+    assert torch.equal(first, second), f"{name}: not reproducible: two identically seeded generators differ"
+    if not getattr(generator, "deterministic", False):
+        assert not torch.equal(first, draw(3, 1)), (f"{name}: seeds 0 and 1 give identical output (declare "
+                                                    f"`deterministic = True` if that is intended)")
+    for dtype in (torch.float32, torch.float64):
+        out = draw(2, 0, dtype)
+        assert out.dtype == dtype, f"{name}: dtype={dtype} gave {out.dtype} output"
+    cfg = generator.config()
+    try:
+        text = json.dumps(cfg)
+    except TypeError as e:
+        raise AssertionError(f"{name}: config() is not JSON-serialisable: {e}") from None
+    rebuilt = type(generator)(**json.loads(text))
+    assert json.dumps(rebuilt.config(), sort_keys=True) == json.dumps(cfg, sort_keys=True), \
+        f"{name}: rebuilt from config() has a different config: {rebuilt.config()} != {cfg}"
+    assert torch.equal(draw(3, 0, gen=rebuilt), first), f"{name}: rebuilt from config() gives different output"
+    return ["generate"]
+
+
 def check_component(component) -> list[str]:
     """Run the kit on a registered component through its factory's ``example()`` class method.
 
-    Forward models: ``example() -> (model, x, params)``; likelihoods:
-    ``example() -> (likelihood, prediction, y, params)``; backbones are built directly.
-    Raises ``LookupError`` when the component offers no example.
+    Forward models: ``example() -> (model, x, params)`` (:func:`check_forward_model`); likelihoods:
+    ``example() -> (likelihood, prediction, y, params)`` (:func:`check_likelihood`); generators:
+    ``example() -> (generator, call_kwargs)`` (:func:`check_generator`); backbones are built
+    directly (:func:`check_backbone`). Raises ``LookupError`` when the component offers no example.
     """
     factory = component.load()
     if component.kind == "backbones":
@@ -294,7 +352,5 @@ def check_component(component) -> list[str]:
         return check_likelihood(likelihood, prediction, y, **params)
     if component.kind == "generators":
         generator, kwargs = example()
-        out = generator(**kwargs)
-        assert isinstance(out, Tensor) and torch.isfinite(out).all(), f"{component.name}: output is not a finite tensor"
-        return ["generate"]
+        return check_generator(generator, **kwargs)
     raise LookupError(f"no checks for kind {component.kind!r}")

@@ -141,7 +141,7 @@ class ParallelBeamCT(LinearForwardModel):
     """
 
     name = "ct_parallel"
-    x_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
     y_dims = ("channel", "detector", "angle")
     y_is_complex = False
 

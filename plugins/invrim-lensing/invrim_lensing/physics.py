@@ -133,8 +133,8 @@ class SIELensing(_LensingBase, LinearForwardModel):
     """
 
     name = "lensing_sie"
-    x_dims = ("channel", "y", "x")
-    y_dims = ("channel", "y", "x")
+    x_dims = ("channel", "source_height", "source_width")
+    y_dims = ("channel", "height", "width")
     y_is_complex = False
 
     def __init__(self, source_pixels: int = 32, source_fov: float = 2.4, image_pixels: int = 64,
@@ -284,8 +284,8 @@ class PixelatedConvergenceLensing(_LensingBase, ForwardModel):
     """
 
     name = "lensing_kappa"
-    x_dims = ("channel", "y", "x")
-    y_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
+    y_dims = ("channel", "height", "width")
     y_is_complex = False
 
     def __init__(self, pixels: int = 64, fov: float = 4.8, source_pixels: int = 32, source_fov: float = 2.4,

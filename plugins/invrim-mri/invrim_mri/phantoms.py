@@ -144,6 +144,7 @@ class PhantomGenerator:
     """
 
     name = "mri_phantom"
+    dims = ("channel", "height", "width")
 
     def __init__(self, height: int = 64, width: Optional[int] = None, kind: str = "ellipses",
                  phase_strength: float = 1.0):
@@ -154,6 +155,7 @@ class PhantomGenerator:
         if not phase_strength >= 0:
             raise ValueError(f"phase_strength must be >= 0, got {phase_strength}")
         self.height, self.width, self.kind, self.phase_strength = height, width, kind, float(phase_strength)
+        self.deterministic = kind == "shepp_logan" and self.phase_strength == 0
 
     def config(self) -> dict[str, Any]:
         return {"height": self.height, "width": self.width, "kind": self.kind,

@@ -34,6 +34,31 @@ from .fft import complex_dtype_of, fft2c, ifft2c, to_channels, to_complex
 __all__ = ["SingleCoilMRI", "MultiCoilMRI"]
 
 
+class _Sampling:
+    """Simulation settings shared by both models: how :meth:`sample_parameters` draws masks."""
+
+    def _init_sampling(self, acceleration: float, center_fraction: float, mask_type: str) -> None:
+        from .masks import MASK_TYPES
+        acceleration, center_fraction = float(acceleration), float(center_fraction)
+        if not acceleration >= 1:
+            raise ValueError(f"acceleration must be >= 1, got {acceleration}")
+        if not 0 <= center_fraction <= 1:
+            raise ValueError(f"center_fraction must lie in [0, 1], got {center_fraction}")
+        if mask_type not in MASK_TYPES:
+            raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {mask_type!r}")
+        self.acceleration, self.center_fraction, self.mask_type = acceleration, center_fraction, mask_type
+
+    def _sampling_config(self) -> dict[str, Any]:
+        return {"acceleration": self.acceleration, "center_fraction": self.center_fraction,
+                "mask_type": self.mask_type}
+
+    def _sample_mask(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+        from .masks import make_mask
+        B, _, W = _check_x(x, self.name)
+        mask = make_mask(self.mask_type, B, W, self.acceleration, self.center_fraction, generator=generator)
+        return mask.to(device=x.device)
+
+
 def _check_x(x: Tensor, label: str) -> tuple[int, int, int]:
     if x.is_complex() or x.dim() != 4 or x.shape[1] != 2:
         raise ValueError(f"{label}: x must be real of shape (B, 2, H, W) (real, imaginary channels), "
@@ -82,7 +107,7 @@ def _sens(sens: Optional[Tensor], B: int, H: int, W: int, like: Tensor, label: s
     return sens.to(dtype=complex_dtype_of(like.dtype), device=like.device)
 
 
-class SingleCoilMRI(LinearForwardModel):
+class SingleCoilMRI(_Sampling, LinearForwardModel):
     """Single-coil Cartesian MRI: ``y = M ⊙ F(x)``.
 
     ``x`` is real ``(B, 2, H, W)`` (real and imaginary channels of the complex image), ``y`` is
@@ -94,15 +119,21 @@ class SingleCoilMRI(LinearForwardModel):
     """
 
     name = "mri_singlecoil"
-    x_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
     y_dims = ("ky", "kx")
     y_is_complex = True
+    param_dims = {"mask": [("kx",), ("ky", "kx")]}
 
-    def __init__(self) -> None:
+    def __init__(self, acceleration: float = 4.0, center_fraction: float = 0.08, mask_type: str = "random") -> None:
         super().__init__()
+        self._init_sampling(acceleration, center_fraction, mask_type)
 
     def config(self) -> dict[str, Any]:
-        return {}
+        return self._sampling_config()
+
+    def sample_parameters(self, x: Tensor, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+        """A column ``mask`` ``(B, W)`` per sample (``mask_type``, ``acceleration``, ``center_fraction``)."""
+        return {"mask": self._sample_mask(x, generator)}
 
     @classmethod
     def example(cls):
@@ -134,7 +165,7 @@ class SingleCoilMRI(LinearForwardModel):
         return to_channels(ifft2c(sampled * y))
 
 
-class MultiCoilMRI(LinearForwardModel):
+class MultiCoilMRI(_Sampling, LinearForwardModel):
     """Multi-coil Cartesian MRI: ``y_c = M ⊙ F(S_c x)`` for every coil ``c``.
 
     ``x`` is real ``(B, 2, H, W)``, ``y`` complex ``(B, coils, H, W)``; keywords ``mask``
@@ -150,15 +181,31 @@ class MultiCoilMRI(LinearForwardModel):
     """
 
     name = "mri_multicoil"
-    x_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
     y_dims = ("coil", "ky", "kx")
     y_is_complex = True
+    param_dims = {"mask": [("kx",), ("ky", "kx")], "sens": ("coil", "height", "width")}
 
-    def __init__(self) -> None:
+    def __init__(self, acceleration: float = 4.0, center_fraction: float = 0.08, mask_type: str = "random",
+                 coils: int = 8) -> None:
         super().__init__()
+        self._init_sampling(acceleration, center_fraction, mask_type)
+        if isinstance(coils, bool) or not isinstance(coils, int) or coils < 1:
+            raise ValueError(f"coils must be a positive integer, got {coils!r}")
+        self.coils = coils
 
     def config(self) -> dict[str, Any]:
-        return {}
+        return {**self._sampling_config(), "coils": self.coils}
+
+    def sample_parameters(self, x: Tensor, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+        """A column ``mask`` ``(B, W)`` and random smooth coil maps ``sens`` ``(B, coils, H, W)``
+        (normalised, see :func:`invrim_mri.coils.gaussian_coil_maps`) per sample."""
+        from .coils import gaussian_coil_maps
+        B, H, W = _check_x(x, self.name)
+        mask = self._sample_mask(x, generator)
+        sens = gaussian_coil_maps(self.coils, H, W, batch=B, generator=generator,
+                                  dtype=complex_dtype_of(x.dtype))
+        return {"mask": mask, "sens": sens.to(x.device)}
 
     @classmethod
     def example(cls):

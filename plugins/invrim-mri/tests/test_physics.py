@@ -60,7 +60,7 @@ def test_score_with_complex_gaussian_noise_matches_autograd():
 def test_class_attributes_and_config():
     for cls, ydims in ((SingleCoilMRI, ("ky", "kx")), (MultiCoilMRI, ("coil", "ky", "kx"))):
         op = cls()
-        assert op.y_is_complex and op.linear and op.x_dims == ("channel", "y", "x") and op.y_dims == ydims
+        assert op.y_is_complex and op.linear and op.x_dims == ("channel", "height", "width") and op.y_dims == ydims
         assert type(op)(**json.loads(json.dumps(op.config()))).config() == op.config()
 
 

@@ -1,0 +1,76 @@
+"""``invrim train FILE -o RUN``: fit a RIM on a data file."""
+from __future__ import annotations
+
+import argparse
+import math
+
+from .options import check_options, parse_options
+
+EPILOG = """examples:
+  invrim train train.h5 -o run/ --epochs 20
+  invrim train train.h5 -o run/ --backbone unet -b nf=16 --T 8 --validation val.h5 --max-time 0.5
+  invrim train train.h5 -o run/ --epochs 40 --resume        # continue a stopped run up to epoch 40
+
+The forward model and likelihood are rebuilt from the file; the run folder (model.json, weights as
+safetensors, metrics.jsonl, data.json) is all 'invrim reconstruct' needs later."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a RIM on a dataset file",
+        description="Train a Recurrent Inference Machine on an invrim data file; checkpoints go to the run folder.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="FILE", help="training data (made by 'invrim simulate' or invrim.data)")
+    p.add_argument("-o", "--output", metavar="RUN", required=True, help="run folder for checkpoints and logs")
+    p.add_argument("--backbone", default="hourglass", metavar="NAME", help="registered backbone (default hourglass)")
+    p.add_argument("-b", "--backbone-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="backbone option, e.g. nf=16 (repeatable)")
+    p.add_argument("--T", type=int, default=None, help="number of RIM steps (default 6)")
+    p.add_argument("-r", "--rim-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="RIM setting, e.g. score_preprocessing_method=adam (repeatable)")
+    p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
+    p.add_argument("--batch-size", type=int, default=16, help="default 16")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="default 1e-3")
+    val = p.add_mutually_exclusive_group()
+    val.add_argument("--validation", metavar="FILE", help="validation data file")
+    val.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
+                     help="hold out this fraction of FILE for validation")
+    p.add_argument("--max-time", type=float, default=math.inf, metavar="HOURS", help="time limit in hours")
+    p.add_argument("--patience", type=float, default=math.inf, help="early-stopping patience in epochs")
+    p.add_argument("--scheduler", default="constant", choices=("constant", "cosine", "linear"))
+    p.add_argument("--seed", type=int, default=None, help="seed of the weights and the shuffling")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
+    p.add_argument("--resume", action="store_true", help="continue the run found in RUN")
+    p.add_argument("--no-check-values", action="store_true",
+                   help="skip the NaN/Inf scan of the data file (one read pass)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..plugins import registry
+    from ..training.from_file import train_on_file
+
+    backbone_opts = parse_options(args.backbone_option, "--backbone-option")
+    check_options(registry().backbones, args.backbone, backbone_opts, "--backbone-option")
+    rim_opts = parse_options(args.rim_option, "--rim-option")
+    if args.T is not None:
+        rim_opts["T"] = args.T
+    rim, history = train_on_file(
+        args.file, args.output, backbone=args.backbone, backbone_config=backbone_opts, rim_options=rim_opts,
+        epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
+        validation_file=args.validation, validation_split=args.validation_split, resume=args.resume,
+        device=args.device, progress=not args.quiet, check_values=not args.no_check_values,
+        max_time=args.max_time, patience=args.patience, scheduler=args.scheduler, seed=args.seed,
+        num_workers=args.num_workers)
+    if history.records:
+        last = history.records[-1]
+        val = f", validation loss {last['val_loss']:.4g}" if last.get("val_loss") is not None else ""
+        print(f"trained to epoch {last['epoch']}: training loss {last['train_loss']:.4g}{val}"
+              f"{'; stopped: ' + history.stop_reason if history.stop_reason not in ('', 'completed') else ''}")
+    else:
+        print(f"nothing to do: the run in {args.output} already reached epoch {args.epochs}")
+    print(f"model saved in {args.output} (best epoch {history.best_epoch}); reconstruct with "
+          f"'invrim reconstruct {args.output} OBS.h5 -o OUT.h5'")
+    return 0

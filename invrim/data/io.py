@@ -1,0 +1,204 @@
+"""Writing and reading invrim data files (netCDF-4/HDF5 through h5netcdf).
+
+* :class:`DatasetWriter` streams samples into a new file, so files larger than memory can be made;
+  the file gets its final name only once complete.
+* :func:`write_dataset` writes an in-memory ``xarray.Dataset``; :func:`open_dataset` opens a file
+  as one (lazily) after validating it.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import __version__
+from .schema import FORMAT, FORMAT_VERSION, SAMPLE, DataError, check_dim_names, encode_attrs
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Target bytes per chunk for small samples (one sample per chunk otherwise).
+CHUNK_BYTES = 256 * 1024
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_path(path: PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def numpy_dtype(dtype: Any) -> np.dtype:
+    """A numpy dtype for a torch or numpy dtype (bool is stored as uint8)."""
+    if hasattr(dtype, "is_floating_point"):        # a torch dtype
+        import torch
+        dtype = torch.empty((), dtype=dtype).numpy().dtype
+    dtype = np.dtype(dtype)
+    return np.dtype(np.uint8) if dtype == np.bool_ else dtype
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu()
+        if array.is_conj():
+            array = array.resolve_conj()
+        array = array.numpy()
+    array = np.asarray(array)
+    return array.astype(np.uint8) if array.dtype == np.bool_ else array
+
+
+def base_attrs() -> dict[str, Any]:
+    """The attributes every file invrim writes carries."""
+    return {"invrim_format": FORMAT, "invrim_format_version": FORMAT_VERSION, "invrim_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def chunk_samples(sample_bytes: int, samples: int) -> int:
+    return int(max(1, min(samples, CHUNK_BYTES // max(sample_bytes, 1))))
+
+
+class DatasetWriter:
+    """Stream samples into a new invrim data file.
+
+    Parameters
+    ----------
+    path
+        The final file name. Data go to ``path + ".partial"``, renamed to ``path`` by
+        :meth:`close`; a failed or interrupted write never leaves a file under the final name.
+    samples
+        Number of samples (the size of the ``sample`` dimension).
+    variables
+        ``{name: (dims, dtype)}`` for per-sample variables (``dims`` without ``sample``, with
+        their sizes given in ``sizes``), e.g. ``{"y": (("channel", "height", "width"), "float32")}``.
+    sizes
+        The size of every dimension used (besides ``sample``).
+    attrs
+        File attributes (JSON-encoded where structured); :func:`base_attrs` are added.
+    overwrite
+        Replace an existing file at ``path`` (only when the new one is complete).
+    """
+
+    def __init__(self, path: PathLike, samples: int, variables: Mapping[str, tuple[Sequence[str], Any]],
+                 sizes: Mapping[str, int], attrs: Optional[Mapping[str, Any]] = None, overwrite: bool = False,
+                 variable_attrs: Optional[Mapping[str, Mapping[str, Any]]] = None):
+        import h5netcdf
+
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise DataError(f"{self.path} already exists; pass overwrite=True (--overwrite) to replace it")
+        if self.path.is_dir():
+            raise DataError(f"{self.path} is a folder, not a file name")
+        if not self.path.parent.is_dir():
+            raise DataError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        if not isinstance(samples, int) or samples < 1:
+            raise DataError(f"cannot write {self.path}: the number of samples must be >= 1, got {samples!r}")
+        self.samples = samples
+        self.partial = partial_path(self.path)
+        self.variables = {name: (tuple(dims), numpy_dtype(dtype)) for name, (dims, dtype) in variables.items()}
+        var_attrs = {name: dict((variable_attrs or {}).get(name, {})) for name in self.variables}
+        for name, (_, dtype) in variables.items():
+            if str(dtype).split(".")[-1] in ("bool", "bool_"):       # stored as uint8, read back as bool
+                var_attrs[name]["invrim_dtype"] = "bool"
+        for name, (dims, _) in self.variables.items():
+            check_dim_names(dims, f"variable {name!r} of {self.path}")
+            missing = [d for d in dims if d not in sizes]
+            if missing:
+                raise DataError(f"cannot write {self.path}: no size given for dimension(s) {missing} of {name!r}")
+        self._file = h5netcdf.File(self.partial, "w")
+        try:
+            self._file.dimensions = {SAMPLE: samples, **{d: int(s) for d, s in sizes.items()}}
+            self._vars = {}
+            for name, (dims, dtype) in self.variables.items():
+                shape = [int(sizes[d]) for d in dims]
+                per_sample = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                chunks = (chunk_samples(per_sample, samples), *shape)
+                var = self._file.create_variable(name, (SAMPLE, *dims), dtype, chunks=chunks)
+                for k, v in encode_attrs(var_attrs[name]).items():
+                    var.attrs[k] = v
+                self._vars[name] = var
+            for k, v in encode_attrs({**base_attrs(), **dict(attrs or {})}).items():
+                self._file.attrs[k] = v
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, start: int, **arrays: Any) -> None:
+        """Write ``arrays`` (leading axis = samples) at sample ``start`` onward."""
+        for name, array in arrays.items():
+            if name not in self._vars:
+                raise DataError(f"{self.path}: no variable {name!r} was declared")
+            a = to_numpy(array)
+            dims, dtype = self.variables[name]
+            expected = tuple(self._vars[name].shape[1:])
+            if a.shape[1:] != expected:
+                raise DataError(f"{self.path}: variable {name!r} expects samples of shape {expected} "
+                                f"({', '.join(dims)}), got {a.shape[1:]}")
+            if start < 0 or start + a.shape[0] > self.samples:
+                raise DataError(f"{self.path}: samples {start}..{start + a.shape[0] - 1} are outside 0..{self.samples - 1}")
+            self._vars[name][start:start + a.shape[0]] = a.astype(dtype, copy=False)
+
+    def set_attrs(self, **attrs: Any) -> None:
+        for k, v in encode_attrs(attrs).items():
+            self._file.attrs[k] = v
+
+    def close(self) -> Path:
+        """Finish the file and give it its final name."""
+        self._file.close()
+        os.replace(self.partial, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        try:
+            self._file.close()
+        except Exception:
+            pass
+        self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+def write_dataset(dataset, path: PathLike, overwrite: bool = False) -> Path:
+    """Write an ``xarray.Dataset`` (every per-sample variable with leading dim ``sample``) as an
+    invrim data file, complete or not at all. The dataset's attributes must name the physics
+    (``forward_model``, ``forward_model_config``, ``likelihood``, ``likelihood_config``)."""
+    sizes = {d: int(s) for d, s in dataset.sizes.items() if d != SAMPLE}
+    if SAMPLE not in dataset.sizes:
+        raise DataError(f"cannot write {path}: the dataset has no '{SAMPLE}' dimension")
+    variables = {}
+    for name, var in dataset.data_vars.items():
+        if var.dims[:1] != (SAMPLE,):
+            raise DataError(f"cannot write {path}: variable {name!r} has dims {var.dims}; "
+                            f"per-sample variables start with '{SAMPLE}'")
+        variables[str(name)] = (tuple(var.dims[1:]), var.dtype)
+    missing = [k for k in ("forward_model", "likelihood") if k not in dataset.attrs]
+    if missing:
+        raise DataError(f"cannot write {path}: the dataset's attributes lack {', '.join(missing)}")
+    with DatasetWriter(path, int(dataset.sizes[SAMPLE]), variables, sizes, dict(dataset.attrs),
+                       overwrite=overwrite,
+                       variable_attrs={n: dict(v.attrs) for n, v in dataset.data_vars.items()}) as writer:
+        for name, var in dataset.data_vars.items():
+            writer.write(0, **{str(name): var.values})
+    return Path(path)
+
+
+def open_dataset(path: PathLike, problem: Any = None, check_values: bool = False):
+    """Validate an invrim data file and open it lazily as an ``xarray.Dataset`` (JSON attributes
+    decoded). See :func:`invrim.data.validate` for the checks."""
+    import xarray as xr
+
+    from .schema import decode_attrs
+    from .validation import validate
+    validate(path, problem=problem, check_values=check_values)
+    ds = xr.open_dataset(path, engine="h5netcdf")
+    ds.attrs = decode_attrs(dict(ds.attrs))
+    return ds

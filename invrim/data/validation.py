@@ -1,0 +1,262 @@
+"""Validation of invrim data files: one clear line naming the file, the variable and the fault."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .schema import (ATTRS_REQUIRED, FORMAT, FORMAT_VERSION, OBSERVATION, SAMPLE, TRUTH, DataError,
+                     decode_attrs, dim_options)
+
+#: Bytes read at a time when scanning values for NaN/Inf.
+SCAN_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class VariableInfo:
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass
+class FileInfo:
+    """What :func:`validate` learnt about a file."""
+
+    path: Path
+    attrs: dict[str, Any]
+    samples: int
+    variables: dict[str, VariableInfo]
+    parameters: list[str]
+    problem: Any = None
+    has_truth: bool = False
+    coordinates: dict[str, Any] = field(default_factory=dict)
+
+
+def _fmt(dims) -> str:
+    return "(" + ", ".join(dims) + ")"
+
+
+def open_h5(path: Union[str, os.PathLike]):
+    """Open a file read-only with h5netcdf, turning every failure into a one-line DataError."""
+    import h5netcdf
+    import h5py
+
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a data file")
+    if not path.is_file():
+        hint = ""
+        partial = path.with_name(path.name + ".partial")
+        if partial.exists():
+            hint = f" (only {partial.name}, an incomplete file left by an interrupted write, exists)"
+        raise DataError(f"{path}: no such file{hint}")
+    if path.name.endswith(".partial"):
+        raise DataError(f"{path} is an incomplete file left by an interrupted write; run the command again")
+    try:
+        if not h5py.is_hdf5(path):
+            raise DataError(f"{path} is not an HDF5/netCDF-4 file (another format, or empty)")
+        return h5netcdf.File(path, "r", phony_dims="access")
+    except DataError:
+        raise
+    except Exception as e:  # h5py raises OSError/RuntimeError/KeyError with multi-line texts
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path} could not be read as HDF5 (truncated or corrupt?): {first}") from None
+
+
+def read_attrs(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The decoded file attributes, after checking the format and version."""
+    with open_h5(path) as f:
+        return _checked_attrs(Path(path), decode_attrs(dict(f.attrs)))
+
+
+def _checked_attrs(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
+    if attrs.get("invrim_format") != FORMAT:
+        raise DataError(f"{path} is not an invrim data file (its 'invrim_format' attribute is not "
+                        f"{FORMAT!r}); see docs/file-format.md")
+    version = attrs.get("invrim_format_version")
+    if not isinstance(version, int):
+        raise DataError(f"{path} has no valid 'invrim_format_version' attribute")
+    if version > FORMAT_VERSION:
+        from .. import __version__
+        raise DataError(f"{path} uses invrim data-format version {version}; invrim {__version__} reads "
+                        f"versions up to {FORMAT_VERSION}: upgrade invrim")
+    missing = [k for k in ATTRS_REQUIRED if k not in attrs]
+    if missing:
+        raise DataError(f"{path} lacks the attribute(s) {', '.join(missing)} that say which physics made it")
+    for k in ("forward_model_config", "likelihood_config"):
+        if not isinstance(attrs[k], dict):
+            raise DataError(f"{path}: attribute {k!r} is not a JSON object")
+    return attrs
+
+
+def problem_from_attrs(attrs: dict[str, Any], path: Union[str, os.PathLike] = "<file>"):
+    """Rebuild the file's :class:`~invrim.Problem` through the plugin registry."""
+    from ..plugins import registry
+    from ..plugins.errors import UnknownComponentError
+    from ..problem import Problem
+
+    reg = registry()
+    providers = attrs.get("providers") or {}
+    built = []
+    for kind, label in (("forward_model", "forward model"), ("likelihood", "likelihood")):
+        name = attrs[kind]
+        components = reg.forward_models if kind == "forward_model" else reg.likelihoods
+        try:
+            components.info(name)
+        except UnknownComponentError as e:
+            made_by = providers.get(kind) or {}
+            dist = made_by.get("distribution")
+            if dist and dist != "invrim":
+                hint = f"; the file was made with {dist} {made_by.get('version') or ''}".rstrip() + \
+                       f": pip install {dist}"
+            else:
+                hint = f" ({e})"
+            raise DataError(f"{path}: {label} {name!r} is not installed{hint}") from None
+        try:
+            built.append(components.build(name, **attrs[f"{kind}_config"]))
+        except ImportError as e:
+            raise DataError(f"{path}: {label} {name!r} needs a missing package: {e}") from None
+        except (ValueError, TypeError) as e:
+            raise DataError(f"{path}: cannot rebuild {label} {name!r} from {kind}_config: {e}") from None
+    return Problem(*built)
+
+
+def _expected_param_dims(problem, name: str):
+    for owner in (problem.forward_model, problem.likelihood):
+        spec = getattr(owner, "param_dims", {}) or {}
+        if name in spec:
+            return dim_options(spec[name])
+    return None
+
+
+def _check_dims(path, name, dims, options, whose) -> None:
+    if any(d.startswith("phony_dim") for d in dims):
+        raise DataError(f"{path}: variable {name!r} has unnamed dimensions {_fmt(dims)}; write files with "
+                        "invrim.data or xarray (named dimensions)")
+    if not dims or dims[0] != SAMPLE:
+        raise DataError(f"{path}: variable {name!r} has dims {_fmt(dims)}; per-sample variables start with "
+                        f"'{SAMPLE}'")
+    if options is None:
+        return
+    rest = sorted(dims[1:])
+    if not any(sorted(o) == rest for o in options):
+        expected = " or ".join(_fmt((SAMPLE, *o)) for o in options)
+        raise DataError(f"{path}: variable {name!r} has dims {_fmt(dims)} but {whose} expects {expected} "
+                        "(the non-sample dims in any order)")
+
+
+def validate(path: Union[str, os.PathLike], problem: Any = None, require_truth: bool = False,
+             check_values: bool = True, check_physics: bool = True) -> FileInfo:
+    """Check that ``path`` is a readable invrim data file and return what it holds.
+
+    Checks: readable HDF5 (not truncated), format and version, the physics attributes (the forward
+    model and likelihood must be installed: the message names the plugin that made the file),
+    variables ``y`` (and ``x`` when ``require_truth``) and the per-sample parameters the file lists,
+    their dims against the forward model's ``x_dims`` / ``y_dims`` / ``param_dims`` (any order),
+    dtypes (``x`` real floating; ``y`` complex exactly when the forward model says so), equal sample
+    counts, ``F(x)`` of the first sample matching ``y``'s shape, and (``check_values``) no NaN/Inf.
+
+    Raises
+    ------
+    DataError
+        One line naming the file, the variable and what is wrong.
+    """
+    path = Path(path)
+    with open_h5(path) as f:
+        attrs = _checked_attrs(path, decode_attrs(dict(f.attrs)))
+        variables = {}
+        for name, var in f.variables.items():
+            variables[name] = VariableInfo(tuple(var.dimensions), tuple(var.shape), np.dtype(var.dtype))
+    if problem is None:
+        problem = problem_from_attrs(attrs, path)
+    fm = problem.forward_model
+    parameters = attrs.get("parameters") or []
+    if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
+        raise DataError(f"{path}: attribute 'parameters' must be a JSON list of variable names")
+
+    needed = [OBSERVATION] + ([TRUTH] if require_truth else []) + list(parameters)
+    for name in needed:
+        if name not in variables:
+            what = {TRUTH: " (ground truth, needed for training and evaluation)",
+                    OBSERVATION: " (the observation)"}.get(name, " (a per-sample parameter listed in 'parameters')")
+            raise DataError(f"{path}: missing variable {name!r}{what}")
+    present = [n for n in (OBSERVATION, TRUTH, *parameters) if n in variables]
+
+    counts = {n: variables[n].shape[0] if variables[n].shape else 0 for n in present}
+    for n in present:
+        v = variables[n]
+        if n == OBSERVATION:
+            _check_dims(path, n, v.dims, [tuple(fm.y_dims)] if fm.y_dims else None, f"forward model {fm.name!r}")
+            if bool(fm.y_is_complex) != (v.dtype.kind == "c"):
+                raise DataError(f"{path}: variable 'y' has dtype {v.dtype} but forward model {fm.name!r} makes "
+                                f"{'complex' if fm.y_is_complex else 'real'} observations")
+            if v.dtype.kind not in "fc":
+                raise DataError(f"{path}: variable 'y' has dtype {v.dtype}; expected floating point")
+        elif n == TRUTH:
+            _check_dims(path, n, v.dims, [tuple(fm.x_dims)] if fm.x_dims else None, f"forward model {fm.name!r}")
+            if v.dtype.kind != "f":
+                raise DataError(f"{path}: variable 'x' has dtype {v.dtype}; expected real floating point")
+        else:
+            _check_dims(path, n, v.dims, _expected_param_dims(problem, n), f"forward model {fm.name!r}")
+            if v.dtype.kind not in "fciub":
+                raise DataError(f"{path}: parameter variable {n!r} has dtype {v.dtype}; expected numbers")
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{n}: {c}" for n, c in counts.items())
+        raise DataError(f"{path}: variables have different numbers of samples ({listing})")
+    samples = counts[OBSERVATION]
+    if samples == 0:
+        raise DataError(f"{path}: the file holds no samples")
+
+    info = FileInfo(path=path, attrs=attrs, samples=samples, variables=variables, parameters=list(parameters),
+                    problem=problem, has_truth=TRUTH in variables)
+    if check_physics and info.has_truth:
+        _check_physics(info)
+    if check_values:
+        scan_values(path, present)
+    return info
+
+
+def _check_physics(info: FileInfo) -> None:
+    """Apply the forward model to the first sample: ``F(x)`` must have ``y``'s shape."""
+    import torch
+
+    from .dataset import HDF5Dataset
+    ds = HDF5Dataset(info.path, info=info)
+    item = ds[0]
+    x = item.pop(TRUTH)[None]
+    y = item.pop(OBSERVATION)[None]
+    params = {k: v[None] for k, v in item.items()}
+    fm = info.problem.forward_model
+    try:
+        with torch.no_grad():
+            pred = fm(x, **params)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{info.path}: forward model {fm.name!r} cannot be applied to x of shape "
+                        f"{tuple(x.shape[1:])}: {first}") from None
+    if tuple(pred.shape) != tuple(y.shape):
+        raise DataError(f"{info.path}: forward model {fm.name!r} maps x {tuple(x.shape[1:])} to "
+                        f"{tuple(pred.shape[1:])} but y has shape {tuple(y.shape[1:])}")
+
+
+def scan_values(path: Union[str, os.PathLike], names) -> None:
+    """Raise a DataError naming the variable and first sample that holds NaN or Inf."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        for name in names:
+            ds = f[name]
+            if ds.dtype.kind not in "fc":
+                continue
+            per_sample = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
+            step = max(1, SCAN_BYTES // per_sample)
+            for start in range(0, ds.shape[0], step):
+                block = ds[start:start + step]
+                ok = np.isfinite(block).reshape(block.shape[0], -1).all(axis=1)
+                if not ok.all():
+                    bad = start + int(np.argmin(ok))
+                    raise DataError(f"{path}: variable {name!r} holds NaN or Inf values (first in sample {bad})")
