@@ -20,8 +20,8 @@ class Vignette(LinearForwardModel):
     """
 
     name = "vignette"
-    x_dims = ("channel", "y", "x")
-    y_dims = ("channel", "y", "x")
+    x_dims = ("channel", "height", "width")
+    y_dims = ("channel", "height", "width")
 
     def __init__(self, strength: float = 0.5):
         super().__init__()
