@@ -142,9 +142,11 @@ class DatasetWriter:
         for k, v in encode_attrs(attrs).items():
             self._file.attrs[k] = v
 
-    def close(self) -> Path:
-        """Finish the file and give it its final name."""
+    def close(self, rename: bool = True) -> Path:
+        """Finish the file and give it its final name (``rename=False``: leave it as ``.partial``)."""
         self._file.close()
+        if not rename:
+            return self.partial
         os.replace(self.partial, self.path)
         return self.path
 

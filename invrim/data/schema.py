@@ -24,7 +24,7 @@ RESERVED = (TRUTH, OBSERVATION, ESTIMATE, "trajectory", "done")
 ATTRS_REQUIRED = ("invrim_format", "invrim_format_version", "forward_model", "forward_model_config",
                   "likelihood", "likelihood_config")
 JSON_ATTRS = ("forward_model_config", "likelihood_config", "generator_config", "parameters", "versions",
-              "providers")
+              "providers", "options", "resume")
 
 DimSpec = Union[Sequence[str], Sequence[Sequence[str]]]
 

@@ -31,6 +31,9 @@ class ForwardModel(nn.Module):
     y_is_complex: bool = False
     linear: bool = False
     param_dims: dict[str, tuple[str, ...]] = {}
+    #: True when ``x`` holds a complex image as two real channels (real, imaginary): metrics and
+    #: figures then use its magnitude.
+    x_complex_channels: bool = False
 
     def forward(self, x: Tensor, **params: Any) -> Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -1,0 +1,378 @@
+"""Batch reconstruction: stream an observation file through a trained RIM into a new file.
+
+Crash safety (SIGKILL included): the output is written as ``OUT.partial``, whose variables are
+allocated in full (zero-filled) before any result is written, so later writes never change the
+HDF5 structure. Each batch's results are written and flushed, then its ``done`` flags are set and
+flushed. A rerun of the same command opens the partial file, checks that it belongs to the same
+input, checkpoint and options, and computes only the batches not yet done, with the same batch
+boundaries, so the final file equals an uninterrupted run's. When every sample is done the file
+is renamed to ``OUT``: a file under the final name is always complete.
+
+Reading, computing and writing overlap: a reader thread prefetches batches and a writer thread
+writes them while the model runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from .data.io import DatasetWriter, partial_path
+from .data.schema import ESTIMATE, OBSERVATION, SAMPLE, TRUTH, DataError, decode_attrs
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FORMAT = "invrim-reconstruction"
+TRAJECTORY = "trajectory"
+TRAJECTORY_NMSE = "trajectory_nmse"
+DONE = "done"
+STEP = "step"
+_ZERO_FILL_BYTES = 64 * 1024 * 1024
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def file_digest(path: PathLike) -> str:
+    """SHA-256 of a file (the checkpoint's identity in provenance and resume checks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def load_run(run: PathLike, checkpoint: Union[str, int] = "best", device: Union[str, torch.device, None] = None):
+    """The trained RIM of a run folder, its weight file and the ``data.json`` record (or ``{}``)."""
+    from .rim import RIM
+    from .training import checkpoints as ck
+    from .training.from_file import DATA_FILE
+
+    run = Path(run)
+    ck.read_model_config(run)                      # clear errors for a non-run folder
+    weights = ck.select_weights(run, checkpoint)
+    rim = RIM(checkpoints_directory=run, checkpoint=checkpoint, device=device)
+    rim.eval()
+    record = ck.read_json(run / DATA_FILE) if (run / DATA_FILE).is_file() else {}
+    return rim, weights, record
+
+
+def _check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
+    attrs = dataset.info.attrs
+    if rim.problem is None:
+        raise DataError(f"{run} was trained with a custom score/energy function, not a registered problem: "
+                        "reconstruct from Python with rim.predict")
+    trained = record.get("forward_model", rim.problem.forward_model.name)
+    if attrs["forward_model"] != trained:
+        raise DataError(f"{obs} was made with forward model {attrs['forward_model']!r} but {run} was trained "
+                        f"for {trained!r}")
+    shapes = record.get("shapes", {})
+    y_shape = [dataset.info.variables[OBSERVATION].shape[1 + dataset.info.variables[OBSERVATION].dims[1:].index(d)]
+               for d in dataset.target_dims(OBSERVATION)]
+    if shapes.get("y") and list(shapes["y"]) != y_shape:
+        raise DataError(f"{obs} has observations y of shape {tuple(y_shape)} but {run} was trained on "
+                        f"{tuple(shapes['y'])}")
+    if shapes.get("x") and TRUTH in dataset.info.variables:
+        v = dataset.info.variables[TRUTH]
+        x_shape = [v.shape[1 + v.dims[1:].index(d)] for d in dataset.target_dims(TRUTH)]
+        if list(shapes["x"]) != x_shape:
+            raise DataError(f"{obs} has ground truth x of shape {tuple(x_shape)} but {run} reconstructs "
+                            f"{tuple(shapes['x'])}")
+
+
+def _nmse_steps(xs: list[torch.Tensor], truth: torch.Tensor) -> torch.Tensor:
+    t = truth.reshape(truth.shape[0], -1).double()
+    norm = (t ** 2).sum(dim=1)
+    out = [((x.reshape(x.shape[0], -1).double() - t) ** 2).sum(dim=1) / norm for x in xs]
+    return torch.stack(out, dim=1)
+
+
+class _Worker(threading.Thread):
+    """A daemon thread running ``fn`` and keeping its exception for the main thread."""
+
+    def __init__(self, fn, name: str):
+        super().__init__(name=name, daemon=True)
+        self.fn, self.error = fn, None
+
+    def run(self) -> None:
+        try:
+            self.fn()
+        except BaseException as e:     # re-raised in the main thread
+            self.error = e
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
+                trajectory: bool = False, checkpoint: Union[str, int] = "best", overwrite: bool = False,
+                device: Union[str, torch.device, None] = None, progress: bool = True,
+                check_values: bool = True) -> Path:
+    """Reconstruct every observation of ``observations`` with the RIM trained in ``run``.
+
+    Parameters
+    ----------
+    run
+        A run folder (``invrim train`` or ``rim.fit(checkpoints_directory=…)`` with a registered problem).
+    observations
+        An invrim data file with ``y`` and its per-sample parameters (``x`` optional). Its own
+        forward model and likelihood (rebuilt from its attributes) give the score.
+    output
+        The reconstruction file: ``x_hat`` ``(sample, *x_dims)``, with ``trajectory=True`` also
+        ``trajectory`` ``(sample, step, *x_dims)``, and when the input has ``x`` the per-step
+        ``trajectory_nmse`` ``(sample, step)``; provenance attributes (input file, checkpoint digest,
+        versions, options).
+    batch_size
+        Samples per batch. A resumed run keeps the batch size it started with.
+    overwrite
+        Replace a complete ``output`` (and discard an unfinished one).
+
+    Returns
+    -------
+    The path of the complete file. Rerunning after a crash or kill resumes the unfinished work.
+    """
+    from . import __version__
+    from .data import HDF5Dataset
+
+    run, obs, out = Path(run), Path(observations), Path(output)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; give an output file name")
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists (a complete reconstruction); pass --overwrite "
+                        "(overwrite=True) to replace it")
+    if out.exists() and obs.exists() and out.resolve() == obs.resolve():
+        raise DataError(f"the output {out} is the observation file itself")
+    if not out.parent.is_dir():
+        raise DataError(f"cannot write {out}: folder {out.parent} does not exist")
+    partial = partial_path(out)
+
+    rim, weights, record = load_run(run, checkpoint, device)
+    dtype = next(rim.model.parameters()).dtype
+    dataset = HDF5Dataset(obs, dtype=dtype, check_values=check_values)
+    _check_match(rim, record, dataset, run, obs)
+    rim.problem = dataset.problem          # the observation file's own physics gives the score
+    device = next(rim.model.parameters()).device
+    has_truth = TRUTH in dataset.variables
+    n = len(dataset)
+    settings = {
+        "input": _fingerprint(obs), "input_created": dataset.info.attrs.get("created"),
+        "checkpoint_sha256": file_digest(weights), "trajectory": bool(trajectory),
+    }
+
+    # ---- open the unfinished file, or create it --------------------------------------------
+    if partial.exists() and overwrite:
+        partial.unlink()
+    resumed = _resume_state(partial, settings) if partial.exists() else None
+    if resumed is None:
+        batch_size = _create_output(partial, out, dataset, rim, run, weights, settings, batch_size, trajectory,
+                                    has_truth, __version__)
+    else:
+        if resumed != batch_size:
+            log.info("resuming %s with its original batch size %d", partial, resumed)
+        batch_size = resumed
+
+    import h5py
+    with h5py.File(partial, "r") as f:
+        done = f[DONE][:].astype(bool)
+    batches = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)
+               if not done[lo:min(lo + batch_size, n)].all()]
+
+    # ---- read / compute / write, overlapped ------------------------------------------------
+    stop = threading.Event()
+    inbox: queue.Queue = queue.Queue(maxsize=2)
+    outbox: queue.Queue = queue.Queue(maxsize=2)
+
+    def read() -> None:
+        for lo, hi in batches:
+            if not _put(inbox, (lo, hi, dataset.read(lo, hi)), stop):
+                return
+        _put(inbox, None, stop)
+
+    def write() -> None:
+        with h5py.File(partial, "r+") as f:
+            while True:
+                item = outbox.get()
+                if item is None:
+                    return
+                lo, hi, arrays = item
+                for name, a in arrays.items():
+                    f[name][lo:hi] = a
+                f.flush()
+                f[DONE][lo:hi] = 1
+                f.flush()
+
+    from tqdm.auto import tqdm
+    reader, writer = _Worker(read, "invrim-read"), _Worker(write, "invrim-write")
+    reader.start()
+    writer.start()
+    bar = tqdm(total=n, initial=int(done.sum()), disable=not progress, desc="reconstruct", unit="sample",
+               dynamic_ncols=True)
+    try:
+        while True:
+            try:
+                item = inbox.get(timeout=0.1)
+            except queue.Empty:
+                for worker in (reader, writer):
+                    if worker.error is not None:
+                        raise worker.error
+                continue
+            if item is None:
+                break
+            lo, hi, batch = item
+            y = batch.pop(OBSERVATION).to(device)
+            truth = batch.pop(TRUTH, None)
+            params = {k: v.to(device) for k, v in batch.items()}
+            with torch.inference_mode():
+                xs = [rim.link_function(x) for x in rim(y, **params)]
+            arrays = {ESTIMATE: xs[-1].cpu().numpy()}
+            if trajectory:
+                arrays[TRAJECTORY] = torch.stack(xs, dim=1).cpu().numpy()
+            if truth is not None:
+                arrays[TRAJECTORY_NMSE] = _nmse_steps(xs, truth.to(device)).cpu().numpy()
+            while True:
+                if writer.error is not None:
+                    raise writer.error
+                try:
+                    outbox.put((lo, hi, arrays), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            bar.update(hi - lo)
+        outbox.put(None)
+        writer.join()
+        if writer.error is not None:
+            raise writer.error
+    except BaseException as e:
+        stop.set()
+        if writer.is_alive():
+            try:
+                outbox.put_nowait(None)
+            except queue.Full:
+                pass
+            writer.join(timeout=30)
+        if isinstance(e, OSError):
+            raise OSError(f"reconstruction of {obs} stopped: {e}; the finished samples are kept in {partial} "
+                          "and the same command resumes") from None
+        raise
+    finally:
+        bar.close()
+        dataset.close()
+
+    with h5py.File(partial, "r") as f:
+        if not f[DONE][:].all():
+            raise DataError(f"{partial}: some samples are not done after the run; rerun to finish")
+    os.replace(partial, out)
+    return out
+
+
+def _resume_state(partial: Path, settings: dict[str, Any]) -> Optional[int]:
+    """The batch size of a resumable partial file, or None when it must be started afresh."""
+    import h5py
+    try:
+        with h5py.File(partial, "r") as f:
+            attrs = decode_attrs(dict(f.attrs))
+            if not attrs.get("initialized") or DONE not in f:
+                raise OSError("not initialized")
+    except Exception:
+        log.info("discarding %s: it was not fully created", partial)
+        partial.unlink()
+        return None
+    saved = attrs.get("resume") or {}
+    if isinstance(saved, str):
+        saved = json.loads(saved)
+    for key, value in settings.items():
+        if saved.get(key) != value:
+            raise DataError(f"{partial} holds an unfinished reconstruction with a different {key.replace('_', ' ')}; "
+                            "pass --overwrite (overwrite=True) to discard it and start again")
+    return int(saved["batch_size"])
+
+
+def _create_output(partial: Path, out: Path, dataset, rim, run: Path, weights: Path, settings: dict, batch_size: int,
+                   trajectory: bool, has_truth: bool, version: str) -> int:
+    import platform
+
+    import h5py
+    n = len(dataset)
+    first = dataset[0]
+    y = first[OBSERVATION][None].to(next(rim.model.parameters()).device)
+    params = {k: v[None].to(y.device) for k, v in first.items() if k not in (OBSERVATION, TRUTH)}
+    with torch.inference_mode():
+        x0 = rim.link_function(rim(y, **params)[-1])
+    fm = dataset.problem.forward_model
+    x_dims = tuple(fm.x_dims) or tuple(f"x_dim{i}" for i in range(x0.dim() - 1))
+    if has_truth and tuple(first[TRUTH].shape) != tuple(x0.shape[1:]):
+        raise DataError(f"{dataset.path}: the model reconstructs x of shape {tuple(x0.shape[1:])} but the file's "
+                        f"x has shape {tuple(first[TRUTH].shape)}")
+    sizes = {d: int(s) for d, s in zip(x_dims, x0.shape[1:])}
+    sizes[STEP] = rim.T
+    variables: dict[str, tuple] = {ESTIMATE: (x_dims, x0.dtype), DONE: ((), np.uint8)}
+    if trajectory:
+        variables[TRAJECTORY] = ((STEP, *x_dims), x0.dtype)
+    if has_truth:
+        variables[TRAJECTORY_NMSE] = ((STEP,), np.float64)
+    attrs = dataset.info.attrs
+    providers = attrs.get("providers") or {}
+    versions = {**(attrs.get("versions") or {}), "invrim": version, "torch": torch.__version__,
+                "python": platform.python_version()}
+    file_attrs = {
+        "invrim_format": OUTPUT_FORMAT,
+        "forward_model": attrs["forward_model"], "forward_model_config": attrs["forward_model_config"],
+        "likelihood": attrs["likelihood"], "likelihood_config": attrs["likelihood_config"],
+        "input_file": str(dataset.path.resolve()), "input_created": attrs.get("created"),
+        "run": str(run.resolve()), "checkpoint_file": weights.name,
+        "checkpoint_sha256": settings["checkpoint_sha256"],
+        "options": {"batch_size": batch_size, "trajectory": trajectory, "T": rim.T},
+        "providers": providers, "versions": versions,
+        "resume": {**settings, "batch_size": batch_size},
+    }
+    writer = DatasetWriter(out, n, variables, sizes, file_attrs, overwrite=True)
+    try:
+        # allocate every chunk now, so that later writes never change the file's structure
+        for name, (dims, dtype) in writer.variables.items():
+            per_sample = max(1, int(np.prod([sizes[d] for d in dims], dtype=np.int64)) * dtype.itemsize)
+            step = max(1, _ZERO_FILL_BYTES // per_sample)
+            for lo in range(0, n, step):
+                hi = min(lo + step, n)
+                writer._vars[name][lo:hi] = np.zeros((hi - lo, *[sizes[d] for d in dims]), dtype)
+        writer.close(rename=False)
+    except BaseException:
+        writer.abort()
+        raise
+    with h5py.File(partial, "r+") as f:
+        f.attrs["initialized"] = 1
+        f.flush()
+    return batch_size
+
+
+def read_reconstruction(path: PathLike) -> dict[str, Any]:
+    """The decoded attributes of a complete reconstruction file (raises a one-line DataError)."""
+    from .data.validation import open_h5
+    with open_h5(path) as f:
+        attrs = decode_attrs(dict(f.attrs))
+        names = set(f.variables)
+    if attrs.get("invrim_format") != OUTPUT_FORMAT:
+        raise DataError(f"{path} is not an invrim reconstruction file (made by 'invrim reconstruct')")
+    if ESTIMATE not in names:
+        raise DataError(f"{path}: missing variable {ESTIMATE!r}")
+    return attrs
