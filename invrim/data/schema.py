@@ -59,7 +59,12 @@ def encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     for k, v in attrs.items():
         if v is None:
             continue
-        if k in JSON_ATTRS or isinstance(v, (dict, list, tuple)):
+        if isinstance(v, str) and k in JSON_ATTRS:
+            try:                 # already encoded (e.g. attributes copied from xarray.open_dataset)
+                json.loads(v)
+            except json.JSONDecodeError:
+                v = json.dumps(v)
+        elif k in JSON_ATTRS or isinstance(v, (dict, list, tuple)):
             v = json.dumps(v)
         elif isinstance(v, bool):
             v = int(v)
