@@ -146,71 +146,152 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     overwrite
         Replace a complete ``output`` (and discard an unfinished one).
 
+    Under ``torchrun`` each rank reconstructs a contiguous block of the batches into its own part
+    file (``OUT.part<rank>of<world>``, crash-safe and resumable like the single-process output);
+    rank 0 then merges the parts into ``OUT``. The batches are the single-process ones, so the
+    result is the same.
+
     Returns
     -------
     The path of the complete file. Rerunning after a crash or kill resumes the unfinished work.
     """
     from . import __version__
     from .data import HDF5Dataset
+    from .training import distributed as dd
 
+    dd.init_if_needed()
+    rank, world = dd.rank(), dd.world_size()
+    device = dd.local_device(device)
     run, obs, out = Path(run), Path(observations), Path(output)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if out.is_dir():
-        raise DataError(f"{out} is a folder; give an output file name")
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists (a complete reconstruction); pass --overwrite "
-                        "(overwrite=True) to replace it")
-    if out.exists() and obs.exists() and out.resolve() == obs.resolve():
-        raise DataError(f"the output {out} is the observation file itself")
-    if not out.parent.is_dir():
-        raise DataError(f"cannot write {out}: folder {out.parent} does not exist")
+    problem = _check_output(out, obs, overwrite) if rank == 0 else None
+    problem = dd.broadcast_object(problem)
+    if problem:
+        raise DataError(problem)
     partial = partial_path(out)
 
     rim, weights, record = load_run(run, checkpoint, device)
     dtype = next(rim.model.parameters()).dtype
     dataset = HDF5Dataset(obs, dtype=dtype, check_values=check_values)
-    _check_match(rim, record, dataset, run, obs)
-    rim.problem = dataset.problem          # the observation file's own physics gives the score
-    device = next(rim.model.parameters()).device
-    has_truth = TRUTH in dataset.variables
-    n = len(dataset)
-    settings = {
-        "input": _fingerprint(obs), "input_created": dataset.info.attrs.get("created"),
-        "checkpoint_sha256": file_digest(weights), "trajectory": bool(trajectory),
-    }
+    try:
+        _check_match(rim, record, dataset, run, obs)
+        rim.problem = dataset.problem          # the observation file's own physics gives the score
+        n = len(dataset)
+        settings = {
+            "input": _fingerprint(obs), "input_created": dataset.info.attrs.get("created"),
+            "checkpoint_sha256": file_digest(weights), "trajectory": bool(trajectory),
+        }
+        job = dict(rim=rim, dataset=dataset, run=run, weights=weights, trajectory=trajectory, version=__version__)
+        if world == 1:
+            if partial.exists() and overwrite:
+                partial.unlink()
+            size = _open(partial, out, 0, n, batch_size, settings, job)
+            _compute(partial, 0, n, size, job, progress)
+        else:
+            _distributed(out, partial, n, batch_size, settings, job, overwrite, progress, rank, world)
+    finally:
+        dataset.close()
 
-    # ---- open the unfinished file, or create it --------------------------------------------
-    if partial.exists() and overwrite:
-        partial.unlink()
-    resumed = _resume_state(partial, settings) if partial.exists() else None
-    if resumed is None:
-        batch_size = _create_output(partial, out, dataset, rim, run, weights, settings, batch_size, trajectory,
-                                    has_truth, __version__)
-    else:
+    if rank == 0:
+        import h5py
+        with h5py.File(partial, "r") as f:
+            if not f[DONE][:].all():
+                raise DataError(f"{partial}: some samples are not done after the run; rerun to finish")
+        os.replace(partial, out)
+        for stale in out.parent.glob(f"{out.name}.part*of*"):
+            stale.unlink(missing_ok=True)
+    dd.barrier()
+    return out
+
+
+def _distributed(out: Path, partial: Path, n: int, batch_size: int, settings: dict, job: dict, overwrite: bool,
+                 progress: bool, rank: int, world: int) -> None:
+    """Each rank: its block of batches into its part file; then rank 0 merges the parts."""
+    from .training import distributed as dd
+
+    batches = -(-n // batch_size)
+    lo = rank * batches // world * batch_size
+    hi = min((rank + 1) * batches // world * batch_size, n)
+    part = out.with_name(f"{out.name}.part{rank}of{world}")
+    failed: Optional[BaseException] = None
+    try:
+        if overwrite:
+            part.unlink(missing_ok=True)
+            if rank == 0:
+                partial.unlink(missing_ok=True)
+        if hi > lo:
+            size = _open(part, out, lo, hi, batch_size, settings, job)
+            _compute(part, lo, hi, size, job, progress and rank == 0)
+    except BaseException as e:
+        failed = e
+    if dd.all_sum([float(failed is not None)])[0]:      # every rank learns that one failed
+        if failed is not None:
+            raise failed
+        raise DataError(f"another rank failed while reconstructing {job['dataset'].path}; rerun to resume")
+    if rank == 0:
+        try:
+            _open(partial, out, 0, n, batch_size, settings, job)
+            _merge(partial, [out.with_name(f"{out.name}.part{r}of{world}") for r in range(world)])
+        except BaseException as e:
+            failed = e
+    message = dd.broadcast_object(None if failed is None else str(failed))
+    if failed is not None:
+        raise failed
+    if message is not None:
+        raise DataError(message)
+
+
+def _check_output(out: Path, obs: Path, overwrite: bool) -> Optional[str]:
+    """What is wrong with the output location, or None."""
+    if out.is_dir():
+        return f"{out} is a folder; give an output file name"
+    if out.exists() and not overwrite:
+        return f"{out} already exists (a complete reconstruction); pass --overwrite (overwrite=True) to replace it"
+    if out.exists() and obs.exists() and out.resolve() == obs.resolve():
+        return f"the output {out} is the observation file itself"
+    if not out.parent.is_dir():
+        return f"cannot write {out}: folder {out.parent} does not exist"
+    return None
+
+
+def _open(path: Path, out: Path, start: int, stop: int, batch_size: int, settings: dict, job: dict) -> int:
+    """Resume the unfinished file ``path`` for samples ``start:stop`` or create it; its batch size."""
+    settings = {**settings, "samples": [start, stop]}
+    resumed = _resume_state(path, settings) if path.exists() else None
+    if resumed is not None:
         if resumed != batch_size:
-            log.info("resuming %s with its original batch size %d", partial, resumed)
-        batch_size = resumed
+            log.info("resuming %s with its original batch size %d", path, resumed)
+        return resumed
+    return _create_output(path, out, start, stop, settings, batch_size, job)
 
+
+def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, progress: bool) -> None:
+    """Reconstruct samples ``start:stop`` into ``path`` (row ``i`` = sample ``start + i``), skipping
+    the batches already done; reading, computing and writing overlap."""
     import h5py
-    with h5py.File(partial, "r") as f:
+    from tqdm.auto import tqdm
+
+    rim, dataset, trajectory = job["rim"], job["dataset"], job["trajectory"]
+    device = next(rim.model.parameters()).device
+    with h5py.File(path, "r") as f:
         done = f[DONE][:].astype(bool)
+    n = stop - start
     batches = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)
                if not done[lo:min(lo + batch_size, n)].all()]
 
-    # ---- read / compute / write, overlapped ------------------------------------------------
-    stop = threading.Event()
+    stop_event = threading.Event()
     inbox: queue.Queue = queue.Queue(maxsize=2)
     outbox: queue.Queue = queue.Queue(maxsize=2)
 
     def read() -> None:
         for lo, hi in batches:
-            if not _put(inbox, (lo, hi, dataset.read(lo, hi)), stop):
+            if not _put(inbox, (lo, hi, dataset.read(start + lo, start + hi)), stop_event):
                 return
-        _put(inbox, None, stop)
+        _put(inbox, None, stop_event)
 
     def write() -> None:
-        with h5py.File(partial, "r+") as f:
+        with h5py.File(path, "r+") as f:
             while True:
                 item = outbox.get()
                 if item is None:
@@ -222,7 +303,6 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
                 f[DONE][lo:hi] = 1
                 f.flush()
 
-    from tqdm.auto import tqdm
     reader, writer = _Worker(read, "invrim-read"), _Worker(write, "invrim-write")
     reader.start()
     writer.start()
@@ -264,7 +344,7 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         if writer.error is not None:
             raise writer.error
     except BaseException as e:
-        stop.set()
+        stop_event.set()
         if writer.is_alive():
             try:
                 outbox.put_nowait(None)
@@ -272,18 +352,34 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
                 pass
             writer.join(timeout=30)
         if isinstance(e, OSError):
-            raise OSError(f"reconstruction of {obs} stopped: {e}; the finished samples are kept in {partial} "
-                          "and the same command resumes") from None
+            raise OSError(f"reconstruction of {dataset.path} stopped: {e}; the finished samples are kept in "
+                          f"{path} and the same command resumes") from None
         raise
     finally:
         bar.close()
-        dataset.close()
 
-    with h5py.File(partial, "r") as f:
-        if not f[DONE][:].all():
-            raise DataError(f"{partial}: some samples are not done after the run; rerun to finish")
-    os.replace(partial, out)
-    return out
+
+def _merge(target: Path, parts: list[Path]) -> None:
+    """Copy the finished rank parts into ``target`` (only what is not done there yet)."""
+    import h5py
+    with h5py.File(target, "r+") as f:
+        done = f[DONE][:].astype(bool)
+        for part in parts:
+            if not part.exists():
+                continue
+            with h5py.File(part, "r") as p:
+                resume = p.attrs["resume"]
+                lo, hi = (int(v) for v in json.loads(resume)["samples"])
+                if not p[DONE][:].all():
+                    raise DataError(f"{part} is not finished; rerun to resume")
+                if done[lo:hi].all():
+                    continue
+                for name in (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE):
+                    if name in p:
+                        f[name][lo:hi] = p[name][:]
+                f.flush()
+                f[DONE][lo:hi] = 1
+                f.flush()
 
 
 def _resume_state(partial: Path, settings: dict[str, Any]) -> Optional[int]:
@@ -308,13 +404,17 @@ def _resume_state(partial: Path, settings: dict[str, Any]) -> Optional[int]:
     return int(saved["batch_size"])
 
 
-def _create_output(partial: Path, out: Path, dataset, rim, run: Path, weights: Path, settings: dict, batch_size: int,
-                   trajectory: bool, has_truth: bool, version: str) -> int:
+def _create_output(partial: Path, out: Path, start: int, stop: int, settings: dict, batch_size: int,
+                   job: dict) -> int:
+    """Create ``partial`` for samples ``start:stop``, every chunk allocated (zero-filled)."""
     import platform
 
     import h5py
-    n = len(dataset)
-    first = dataset[0]
+    dataset, rim, run, weights = job["dataset"], job["rim"], job["run"], job["weights"]
+    trajectory, version = job["trajectory"], job["version"]
+    has_truth = TRUTH in dataset.variables
+    n = stop - start
+    first = dataset[start]
     y = first[OBSERVATION][None].to(next(rim.model.parameters()).device)
     params = {k: v[None].to(y.device) for k, v in first.items() if k not in (OBSERVATION, TRUTH)}
     with torch.inference_mode():
@@ -346,7 +446,7 @@ def _create_output(partial: Path, out: Path, dataset, rim, run: Path, weights: P
         "providers": providers, "versions": versions,
         "resume": {**settings, "batch_size": batch_size},
     }
-    writer = DatasetWriter(out, n, variables, sizes, file_attrs, overwrite=True)
+    writer = DatasetWriter(out, n, variables, sizes, file_attrs, overwrite=True, partial=partial)
     try:
         # allocate every chunk now, so that later writes never change the file's structure
         for name, (dims, dtype) in writer.variables.items():

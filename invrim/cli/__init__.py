@@ -22,11 +22,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="versions and the available backbones")
     info.set_defaults(handler=_info)
-    from . import plugins, reconstruct, simulate, train
+    from . import evaluate, plugins, reconstruct, show, simulate, train
     plugins.add_parser(sub)
     simulate.add_parser(sub)
     train.add_parser(sub)
     reconstruct.add_parser(sub)
+    evaluate.add_parser(sub)
+    show.add_parser(sub)
     return parser
 
 

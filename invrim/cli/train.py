@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, progress=not args.quiet, check_values=not args.no_check_values,
         max_time=args.max_time, patience=args.patience, scheduler=args.scheduler, seed=args.seed,
         num_workers=args.num_workers)
+    from ..training import distributed as dd
+    if not dd.is_main():
+        return 0
     if history.records:
         last = history.records[-1]
         val = f", validation loss {last['val_loss']:.4g}" if last.get("val_loss") is not None else ""

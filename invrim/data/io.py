@@ -77,11 +77,14 @@ class DatasetWriter:
         File attributes (JSON-encoded where structured); :func:`base_attrs` are added.
     overwrite
         Replace an existing file at ``path`` (only when the new one is complete).
+    partial
+        Where to write until :meth:`close` (default ``path + ".partial"``).
     """
 
     def __init__(self, path: PathLike, samples: int, variables: Mapping[str, tuple[Sequence[str], Any]],
                  sizes: Mapping[str, int], attrs: Optional[Mapping[str, Any]] = None, overwrite: bool = False,
-                 variable_attrs: Optional[Mapping[str, Mapping[str, Any]]] = None):
+                 variable_attrs: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                 partial: Optional[PathLike] = None):
         import h5netcdf
 
         self.path = Path(path)
@@ -94,7 +97,7 @@ class DatasetWriter:
         if not isinstance(samples, int) or samples < 1:
             raise DataError(f"cannot write {self.path}: the number of samples must be >= 1, got {samples!r}")
         self.samples = samples
-        self.partial = partial_path(self.path)
+        self.partial = Path(partial) if partial is not None else partial_path(self.path)
         self.variables = {name: (tuple(dims), numpy_dtype(dtype)) for name, (dims, dtype) in variables.items()}
         var_attrs = {name: dict((variable_attrs or {}).get(name, {})) for name in self.variables}
         for name, (_, dtype) in variables.items():

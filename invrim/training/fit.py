@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from . import checkpoints as ck
+from . import distributed as dd
 from .early_stopping import EarlyStopping
 from .ema import EMA
 
@@ -168,9 +169,13 @@ def fit(
     seed
         Seeds the weights' shuffling order; ``None`` draws one (recorded for resumption).
     progress
-        Show a progress bar.
+        Show a progress bar (on rank 0 only under torchrun).
     logdir, logname
         torch-rim's way to name the folder: ``checkpoints_directory = logdir/logname``.
+
+    Under ``torchrun`` (or an initialised process group) every global batch of ``batch_size``
+    samples is split across the ranks and the gradients are averaged over it, so the run follows
+    the single-process one; rank 0 alone writes checkpoints and logs; validation covers all ranks.
 
     Returns
     -------
@@ -183,8 +188,14 @@ def fit(
         checkpoints_directory = Path(logdir) / (logname or time.strftime("rim_%y%m%d%H%M%S"))
     model = rim.model
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dd.init_if_needed()
+    rank, world = dd.rank(), dd.world_size()
+    main = rank == 0
+    progress = progress and main
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
+    seed = dd.broadcast_object(seed)
+    dd.broadcast_parameters(model)          # identical starting weights on every rank
 
     if validation_dataset is None and validation_split > 0:
         n_val = max(1, int(round(len(dataset) * validation_split)))
@@ -203,21 +214,40 @@ def fit(
 
     folder = Path(checkpoints_directory) if checkpoints_directory is not None else None
     if folder is not None:
-        start_epoch, step, seed = _prepare_folder(folder, rim, resume, optimizer, ema, stopper,
-                                                  history, seed, dict(
+        options = dict(
             epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, shuffle=shuffle,
             validation_split=validation_split, patience=patience, tolerance=tolerance,
             max_time=max_time, warmup=warmup, scheduler=scheduler,
             min_learning_rate=min_learning_rate, clip=clip, weight_decay=weight_decay,
-            ema_decay=ema_decay, checkpoints=checkpoints, models_to_keep=models_to_keep))
+            ema_decay=ema_decay, checkpoints=checkpoints, models_to_keep=models_to_keep,
+            world_size=world)
+        failure = None
+        if main:                                  # rank 0 creates or repairs the folder first
+            try:
+                prepared = _prepare_folder(folder, rim, resume, optimizer, ema, stopper, history, seed, options)
+            except Exception as e:
+                failure = e
+        message = dd.broadcast_object(None if failure is None else str(failure))
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise ck.CheckpointError(message)
+        if not main:                              # the others only read the resume state
+            prepared = _prepare_folder(folder, rim, resume, optimizer, ema, stopper, history, seed, options,
+                                       write=False)
+        start_epoch, step, seed = prepared
 
-    def loader(ds: Dataset, epoch: int, train: bool) -> DataLoader:
+    def loader(ds: Dataset, epoch: int, train: bool) -> tuple[DataLoader, Optional[list]]:
+        if world > 1:                             # the single-process batches, split across ranks
+            order = dd.epoch_order(len(ds), train and shuffle, seed * 1000003 + epoch)
+            steps = dd.shard_batches(order, batch_size, rank, world)
+            return DataLoader(ds, batch_sampler=dd.StepSampler(steps), num_workers=num_workers), steps
         if train and shuffle:
             sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
         else:
             sampler = SequentialSampler(ds)
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                          persistent_workers=False)
+                          persistent_workers=False), None
 
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
     total_steps = epochs * steps_per_epoch
@@ -229,13 +259,14 @@ def fit(
     last_saved = start_epoch
     for epoch in range(start_epoch, epochs):
         bar.set_description(f"epoch {epoch + 1}/{epochs}")
-        if (time.monotonic() - began + epoch_seconds) > max_time * 3600:
+        if dd.broadcast_object((time.monotonic() - began + epoch_seconds) > max_time * 3600):
             history.stop_reason = "time limit"
             break
         t0 = time.monotonic()
         model.train()
         total, count, nonfinite = 0.0, 0, None
-        for batch in loader(dataset, epoch, train=True):
+        batches, steps = loader(dataset, epoch, train=True)
+        for i, batch in enumerate(batches):
             y, x, args, kwargs = _unpack(batch, device)
             used = (time.monotonic() - began) / (max_time * 3600) if math.isfinite(max_time) else 0.0
             lr = _learning_rate(learning_rate, step, total_steps, warmup, scheduler, min_learning_rate, used)
@@ -243,11 +274,19 @@ def fit(
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss = rim.loss_fn(y, x, *args, **kwargs)
-            value = float(loss.detach())
+            if steps is not None:                 # the global batch's mean loss, on every rank
+                local, n = steps[i].local_count, steps[i].global_count
+                value = dd.all_sum([float(loss.detach()) * local if local else 0.0])[0] / n
+            else:
+                local, n = y.shape[0], y.shape[0]
+                value = float(loss.detach())
             if not math.isfinite(value):
                 nonfinite = f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}"
                 break
-            loss.backward()
+            if local:
+                loss.backward()
+            if steps is not None:
+                dd.average_gradients(list(model.parameters()), local, n)
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
             optimizer.step()
@@ -255,8 +294,8 @@ def fit(
                 ema.update()
             step += 1
             bar.update(1)
-            total += value * y.shape[0]
-            count += y.shape[0]
+            total += value * n
+            count += n
         if nonfinite is not None:
             model.load_state_dict(good_state)
             history.stop_reason = nonfinite
@@ -267,7 +306,8 @@ def fit(
         train_loss = total / max(count, 1)
         val_loss = None
         if validation_dataset is not None:
-            val_loss = evaluate(rim, loader(validation_dataset, epoch, train=False), device, ema)
+            val_batches, val_steps = loader(validation_dataset, epoch, train=False)
+            val_loss = evaluate(rim, val_batches, device, ema, steps=val_steps)
         monitored = val_loss if val_loss is not None else train_loss
         improved = stopper.improved(monitored)
         stop = stopper.step(monitored)
@@ -283,8 +323,8 @@ def fit(
         good_state = _state_tensors(model)
         bar.set_postfix({k: f"{v:.3e}" for k, v in (("loss", train_loss), ("val", val_loss)) if v is not None})
         last_epoch = stop or epoch + 1 == epochs or \
-            (time.monotonic() - began + epoch_seconds) > max_time * 3600
-        if folder is not None and ((epoch + 1) % checkpoints == 0 or last_epoch):
+            dd.broadcast_object((time.monotonic() - began + epoch_seconds) > max_time * 3600)
+        if folder is not None and main and ((epoch + 1) % checkpoints == 0 or last_epoch):
             _save(folder, rim, optimizer, ema, stopper, history, record, monitored,
                   models_to_keep, seed, step)
             last_saved = epoch + 1
@@ -295,22 +335,28 @@ def fit(
     if ema is not None and not history.stop_reason.startswith("non-finite"):
         model.load_state_dict(ema.shadow)
     model.eval()
+    dd.barrier()                                  # rank 0 has written its last checkpoint
     return history
 
 
 @torch.no_grad()
-def evaluate(rim, batches, device: torch.device, ema: Optional[EMA] = None) -> float:
-    """Mean :meth:`RIM.loss_fn` over ``batches`` (with the EMA weights when given)."""
+def evaluate(rim, batches, device: torch.device, ema: Optional[EMA] = None, steps: Optional[list] = None) -> float:
+    """Mean :meth:`RIM.loss_fn` over ``batches`` (with the EMA weights when given); with the
+    ``steps`` of a sharded loader, the mean over all ranks' samples."""
     was_training = rim.model.training
     rim.model.eval()
     total, count = 0.0, 0
     ctx = ema.average_parameters() if ema is not None else _null()
     with ctx:
-        for batch in batches:
+        for i, batch in enumerate(batches):
             y, x, args, kwargs = _unpack(batch, device)
-            total += float(rim.loss_fn(y, x, *args, **kwargs)) * y.shape[0]
-            count += y.shape[0]
+            n = y.shape[0] if steps is None else steps[i].local_count
+            if n:
+                total += float(rim.loss_fn(y, x, *args, **kwargs)) * n
+                count += n
     rim.model.train(was_training)
+    if steps is not None:
+        total, count = dd.all_sum([total, count])
     return total / max(count, 1)
 
 
@@ -328,8 +374,10 @@ def _model_document(rim) -> dict[str, Any]:
             **rim.config()}
 
 
-def _prepare_folder(folder: Path, rim, resume: bool, optimizer, ema, stopper, history, seed, options):
-    """Create the folder, or load the resume state found in it. Returns (epoch, step, seed)."""
+def _prepare_folder(folder: Path, rim, resume: bool, optimizer, ema, stopper, history, seed, options,
+                    write: bool = True):
+    """Create the folder, or load the resume state found in it. Returns (epoch, step, seed).
+    With ``write=False`` (ranks other than 0) it only reads."""
     document = _model_document(rim)
     if folder.exists() and not folder.is_dir():
         raise ck.CheckpointError(f"checkpoints_directory {folder} exists and is not a folder")
@@ -360,13 +408,15 @@ def _prepare_folder(folder: Path, rim, resume: bool, optimizer, ema, stopper, hi
             history.records.append(record)
         history.best_epoch = state.get("best_epoch")
         epoch = state["epoch"]
-        _rewrite_metrics(folder, history.records)
-        _remove_orphans(folder, index)
+        if write:
+            _rewrite_metrics(folder, history.records)
+            _remove_orphans(folder, index)
         log.info("resuming %s from epoch %d", folder, epoch)
         return epoch, state["step"], state["seed"]
-    folder.mkdir(parents=True, exist_ok=True)
-    ck.write_json(folder / ck.MODEL_FILE, document)
-    ck.write_json(folder / "training.json", {"invrim_version": __version__, "seed": seed, **options})
+    if write:
+        folder.mkdir(parents=True, exist_ok=True)
+        ck.write_json(folder / ck.MODEL_FILE, document)
+        ck.write_json(folder / "training.json", {"invrim_version": __version__, "seed": seed, **options})
     return 0, 0, seed
 
 

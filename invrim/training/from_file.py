@@ -81,17 +81,35 @@ def train_on_file(path: Union[str, os.PathLike], run_directory: Union[str, os.Pa
     """
     from ..data import DataError, HDF5Dataset
     from ..rim import RIM
+    from . import distributed as dd
     from .fit import fit
 
+    dd.init_if_needed()
+    device = dd.local_device(device)
     folder = Path(run_directory)
-    if folder.exists() and not folder.is_dir():
-        raise ck.CheckpointError(f"{folder} exists and is not a folder")
-    has_run = folder.is_dir() and bool(ck.read_index(folder).get("state"))
-    if has_run and not resume:
-        raise ck.CheckpointError(f"{folder} already holds a training run; resume it (--resume) or choose a new folder")
-    if folder.is_dir() and not has_run and any(p for p in folder.iterdir() if not p.name.startswith(".")) \
-            and not (folder / ck.MODEL_FILE).exists():
-        raise ck.CheckpointError(f"{folder} is not empty and holds no invrim run; choose a new folder")
+
+    def check_folder() -> bool:
+        if folder.exists() and not folder.is_dir():
+            raise ck.CheckpointError(f"{folder} exists and is not a folder")
+        has_run = folder.is_dir() and bool(ck.read_index(folder).get("state"))
+        if has_run and not resume:
+            raise ck.CheckpointError(f"{folder} already holds a training run; resume it (--resume) or choose a "
+                                     "new folder")
+        if folder.is_dir() and not has_run and any(p for p in folder.iterdir() if not p.name.startswith(".")) \
+                and not (folder / ck.MODEL_FILE).exists():
+            raise ck.CheckpointError(f"{folder} is not empty and holds no invrim run; choose a new folder")
+        return has_run
+
+    outcome: Any = None
+    if dd.is_main():                  # under torchrun rank 0 checks, the others follow its verdict
+        try:
+            outcome = check_folder()
+        except ck.CheckpointError as e:
+            outcome = e
+    outcome = dd.broadcast_object(outcome if not isinstance(outcome, Exception) else str(outcome))
+    if isinstance(outcome, str):
+        raise ck.CheckpointError(outcome)
+    has_run = bool(outcome)
 
     dataset = HDF5Dataset(path, require_truth=True, check_values=check_values, dtype=torch.float32)
     problem = dataset.problem
@@ -120,6 +138,8 @@ def train_on_file(path: Union[str, os.PathLike], run_directory: Union[str, os.Pa
         channels, spatial = int(x_shape[0]), tuple(int(s) for s in x_shape[1:])
         components = registry().backbones
         config = _backbone_config(components.load(backbone), channels, len(spatial), backbone_config or {})
+        if fit_options.get("seed") is not None:           # the seed fixes the initial weights too
+            torch.manual_seed(fit_options["seed"])
         model = components.build(backbone, **config)
         options = {**RIM_DEFAULTS, **(rim_options or {})}
         if "initialization_method" not in options:
@@ -127,8 +147,9 @@ def train_on_file(path: Union[str, os.PathLike], run_directory: Union[str, os.Pa
             options["initialization_method"] = "approximate_inverse" if (
                 getattr(fm, "linear", False) or hasattr(fm, "pseudo_inverse")) else "zeros"
         rim = RIM(spatial, model, problem=problem, device=device, **options)
-        folder.mkdir(parents=True, exist_ok=True)
-        ck.write_json(folder / DATA_FILE, described)
+        if dd.is_main():
+            folder.mkdir(parents=True, exist_ok=True)
+            ck.write_json(folder / DATA_FILE, described)
     history = fit(rim, dataset, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
                   validation_dataset=validation, validation_split=validation_split if validation is None else 0.0,
                   checkpoints_directory=folder, resume=True, progress=progress, **fit_options)

@@ -1,0 +1,55 @@
+"""``invrim show``: a figure of one reconstructed sample, or of a run's loss curves."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  invrim show recon.h5 --index 3 -o sample3.png     # observation, baseline, RIM, truth, residuals, error per step
+  invrim show recon.h5 --index -1 --truth clean.h5 -o last.pdf
+  invrim show run/ -o loss.png                       # training / validation loss per epoch, best epoch marked
+
+A folder is read as a run made by 'invrim train', a file as a reconstruction made by 'invrim reconstruct'.
+The format follows the suffix of -o (.png, .pdf, .svg ...); without -o the figure is written to
+OUT_sampleI.png (or RUN_loss.png) in the current folder."""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "show", help="figure of a reconstructed sample, or of a run's loss curves",
+        description="Draw one sample of a reconstruction file (observation, pseudo-inverse baseline, RIM "
+                    "reconstruction, truth, residuals and the error along the RIM trajectory, with PSNR/SSIM), "
+                    "or the training and validation loss of a run folder.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("path", metavar="OUT|RUN", help="reconstruction file, or run folder")
+    p.add_argument("--index", type=int, default=None, help="sample to show (default 0; negative counts from the end)")
+    p.add_argument("-o", "--output", metavar="FIG", help="figure file to write (.png, .pdf, .svg ...)")
+    p.add_argument("--truth", metavar="FILE", help="data file holding the ground truth x")
+    p.add_argument("--observations", metavar="FILE", help="the observation file (default: the one recorded in OUT)")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of raster formats (default 150)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+    matplotlib.use("Agg")
+
+    from . import UsageError
+    from ..figures import plot_reconstruction, plot_training
+
+    path = Path(args.path)
+    if args.dpi < 1:
+        raise UsageError(f"--dpi must be positive, got {args.dpi}")
+    if path.is_dir():
+        if args.index is not None or args.truth or args.observations:
+            raise UsageError(f"{path} is a run folder: --index, --truth and --observations apply to "
+                             "reconstruction files")
+        out = Path(args.output) if args.output else Path(f"{path.resolve().name}_loss.png")
+        plot_training(path, output=out, dpi=args.dpi)
+    else:
+        index = 0 if args.index is None else args.index
+        out = Path(args.output) if args.output else Path(f"{path.stem}_sample{index}.png")
+        plot_reconstruction(path, index, truth=args.truth, observations=args.observations, output=out,
+                            dpi=args.dpi)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,457 @@
+"""Evaluation of a reconstruction file: PSNR, SSIM and NMSE of the RIM, the classical baseline and
+the observation, per sample and summarised.
+
+``invrim reconstruct`` writes ``x_hat``; the ground truth ``x`` and the observations ``y`` (with
+their per-sample physics parameters) stay in the observation file the reconstruction records as
+its ``input_file`` attribute. :func:`evaluate` streams the three files side by side in batches, so
+files larger than memory work, and compares, per sample,
+
+* ``rim`` — the reconstruction ``x_hat``;
+* ``baseline`` — the forward model's pseudo-inverse (or adjoint) of ``y``, i.e.
+  ``problem.approximate_inverse(y, **params)`` with the problem rebuilt from the observation file;
+* ``observation`` — ``y`` itself, only when it is real and has exactly the shape of ``x``
+  (denoising, deblurring, inpainting).
+
+Metrics follow :mod:`invrim.metrics`: PSNR with each sample's truth range as data range, SSIM with
+skimage's conventions (7-pixel uniform window; only when ``x`` has spatial axes, all at least 7
+long), NMSE. When the forward model stores a complex image as two real channels
+(``x_complex_channels``), every image is replaced by its magnitude first.
+
+>>> from invrim.evaluation import evaluate, format_table            # doctest: +SKIP
+>>> result = evaluate("recon.h5")                                   # doctest: +SKIP
+>>> print(format_table(result))                                     # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from .data.schema import ESTIMATE, OBSERVATION, SAMPLE, TRUTH, DataError
+
+__all__ = ["evaluate", "format_table", "to_json", "read_sample", "sample_metrics", "baseline_name",
+           "spatial_dims", "METRICS", "METHODS"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Metric keys, in table order, with their column titles.
+METRICS = {"psnr": "PSNR [dB]", "ssim": "SSIM", "nmse": "NMSE"}
+#: Method keys, in table order.
+METHODS = ("rim", "baseline", "observation")
+#: The SSIM window (skimage's default); SSIM is skipped for images with a shorter spatial axis.
+SSIM_WINDOW = 7
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers shared with invrim.figures
+# ----------------------------------------------------------------------------------------------
+def spatial_dims(x_dims) -> int:
+    """How many axes of ``x`` are spatial: all of ``x_dims`` but a leading ``channel`` axis."""
+    x_dims = tuple(x_dims)
+    return len(x_dims) - 1 if x_dims and x_dims[0] == "channel" else len(x_dims)
+
+
+def baseline_name(forward_model) -> Optional[str]:
+    """``"pseudo-inverse"``, ``"adjoint"`` (a linear model whose pseudo-inverse is its adjoint), or
+    ``None`` when the forward model offers neither (no baseline)."""
+    from .physics.base import LinearForwardModel
+    pinv = getattr(type(forward_model), "pseudo_inverse", None)
+    if pinv is None:
+        return None
+    if pinv is LinearForwardModel.pseudo_inverse:
+        return "adjoint"
+    return "pseudo-inverse"
+
+
+def _ssim_ok(x_shape, x_dims) -> bool:
+    k = spatial_dims(x_dims)
+    return 1 <= k <= 3 and min(x_shape[len(x_shape) - k:]) >= SSIM_WINDOW
+
+
+def prepare_images(x: torch.Tensor, complex_channels: bool) -> torch.Tensor:
+    """A batch ``(B, *x_dims)`` as the metrics see it: float64, magnitude of the (real, imag)
+    channels when ``complex_channels``."""
+    from .metrics import magnitude
+    x = x.detach().to("cpu", torch.float64)
+    return magnitude(x, channel_axis=1) if complex_channels else x
+
+
+def sample_metrics(estimate: torch.Tensor, truth: torch.Tensor, x_dims, complex_channels: bool = False
+                   ) -> dict[str, torch.Tensor]:
+    """PSNR, SSIM (when the images allow it) and NMSE of a batch ``(B, *x_dims)``: ``{metric: (B,)}``
+    float64 tensors, computed exactly as :func:`evaluate` does."""
+    from .metrics import nmse, psnr, ssim
+    est = prepare_images(estimate, complex_channels)
+    ref = prepare_images(truth, complex_channels)
+    out = {"psnr": psnr(est, ref)}
+    if _ssim_ok(tuple(truth.shape[1:]), x_dims):
+        out["ssim"] = ssim(est, ref, spatial_dims=spatial_dims(x_dims), window_size=SSIM_WINDOW)
+    out["nmse"] = nmse(est, ref)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# opening a reconstruction with its observation and truth files
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Sources:
+    """A reconstruction file with the files it is compared against (see :func:`open_sources`)."""
+
+    path: Path
+    attrs: dict[str, Any]
+    samples: int
+    x_dims: tuple[str, ...]
+    x_shape: tuple[int, ...]
+    problem: Any
+    observations: Any = None           # HDF5Dataset of y and the per-sample parameters, or None
+    truth: Any = None                  # HDF5Dataset of x, or None
+    truth_path: Optional[Path] = None
+    observations_path: Optional[Path] = None
+    complex_channels: bool = False
+    baseline: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+    names: set = field(default_factory=set)
+
+    def close(self) -> None:
+        for ds in (self.observations, self.truth):
+            if ds is not None:
+                ds.close()
+
+
+def _dtype_of(np_dtype) -> torch.dtype:
+    return torch.float64 if np.dtype(np_dtype) == np.float64 else torch.float32
+
+
+def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
+                 observations: Optional[PathLike] = None, require_truth: bool = True,
+                 require_observations: bool = True) -> Sources:
+    """Open a reconstruction file and the files holding its observations and ground truth.
+
+    Observations default to the reconstruction's ``input_file``; the truth to ``truth``'s ``x``,
+    else the observation file's ``x``. Every failure is a one-line :class:`DataError`.
+    """
+    from .data import HDF5Dataset
+    from .data.validation import open_h5, problem_from_attrs
+    from .reconstruct import read_reconstruction
+
+    path = Path(reconstruction)
+    attrs = read_reconstruction(path)
+    with open_h5(path) as f:
+        var = f.variables[ESTIMATE]
+        dims, shape, np_dtype = tuple(var.dimensions), tuple(var.shape), var.dtype
+        names = set(f.variables)
+    if not dims or dims[0] != SAMPLE:
+        raise DataError(f"{path}: variable {ESTIMATE!r} has dims {dims}; expected ('sample', …)")
+    n, x_dims, x_shape = int(shape[0]), dims[1:], tuple(int(s) for s in shape[1:])
+    dtype = _dtype_of(np_dtype)
+    problem = problem_from_attrs(attrs, path)
+    src = Sources(path=path, attrs=attrs, samples=n, x_dims=x_dims, x_shape=x_shape, problem=problem,
+                  complex_channels=bool(getattr(problem.forward_model, "x_complex_channels", False)),
+                  names=names)
+
+    # observations -----------------------------------------------------------------------------
+    if observations is not None:
+        obs_path = Path(observations)
+    else:
+        recorded = attrs.get("input_file")
+        if not recorded:
+            obs_path = None
+            if require_observations:
+                raise DataError(f"{path} does not record its observation file (no 'input_file' attribute): "
+                                "pass --observations FILE")
+        else:
+            obs_path = Path(recorded)
+            if not obs_path.is_file():
+                obs_path = None
+                if require_observations or truth is None:
+                    raise DataError(f"the observation file {recorded} that {path} was reconstructed from no "
+                                    "longer exists: pass --observations FILE (observations=…) where it is now")
+    if obs_path is not None:
+        obs = HDF5Dataset(obs_path, dtype=dtype)
+        src.observations, src.observations_path = obs, obs_path
+        fa = obs.info.attrs
+        for key in ("forward_model", "forward_model_config", "likelihood", "likelihood_config"):
+            if fa.get(key) != attrs.get(key):
+                obs.close()
+                raise DataError(f"{obs_path} was made with another {key.replace('_', ' ')} "
+                                f"({fa.get(key)!r}) than the observations {path} was reconstructed from "
+                                f"({attrs.get(key)!r})")
+        if len(obs) != n:
+            obs.close()
+            raise DataError(f"{obs_path} holds {len(obs)} samples but {path} holds {n}: pass the observation "
+                            "file that was reconstructed")
+        created = attrs.get("input_created")
+        if created and fa.get("created") and fa.get("created") != created:
+            src.notes.append(f"{obs_path} was written at {fa.get('created')}, not at {created} like the file "
+                             f"{path} was reconstructed from: is it the same data?")
+        src.baseline = baseline_name(obs.problem.forward_model)
+        if src.baseline is None:
+            src.notes.append(f"forward model {attrs['forward_model']!r} has no pseudo-inverse or adjoint: "
+                             "no baseline")
+
+    # truth ------------------------------------------------------------------------------------
+    if truth is not None:
+        truth_path = Path(truth)
+        from .data import validate
+        info = validate(truth_path, check_values=False)
+        if not info.has_truth:
+            src.close()
+            raise DataError(f"{truth_path} has no ground truth (no variable 'x')")
+        src.truth = HDF5Dataset(truth_path, variables=[TRUTH], dtype=dtype, info=info)
+        src.truth_path = truth_path
+    elif src.observations is not None and src.observations.info.has_truth:
+        src.truth = HDF5Dataset(obs_path, variables=[TRUTH], dtype=dtype, info=src.observations.info)
+        src.truth_path = obs_path
+    elif require_truth:
+        where = obs_path if obs_path is not None else path
+        src.close()
+        raise DataError(f"{where} has no ground truth: pass --truth FILE (truth=…), a data file whose x "
+                        f"are the true images of {path}")
+    if src.truth is not None:
+        t = src.truth
+        if len(t) != n:
+            src.close()
+            raise DataError(f"{src.truth_path} holds {len(t)} samples but {path} holds {n}: the truth must "
+                            "have one x per reconstructed sample")
+        v = t.info.variables[TRUTH]
+        t_shape = tuple(v.shape[1 + v.dims[1:].index(d)] for d in t.target_dims(TRUTH))
+        if t_shape != x_shape:
+            src.close()
+            raise DataError(f"{src.truth_path} has ground truth x of shape {t_shape} but {path} has x_hat of "
+                            f"shape {x_shape}")
+    return src
+
+
+def _read_x_hat(f, lo: int, hi: int) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(f[ESTIMATE][lo:hi]))
+
+
+def _baseline(src: Sources, batch: dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+    if src.baseline is None:
+        return None
+    batch = dict(batch)
+    y = batch.pop(OBSERVATION)
+    batch.pop(TRUTH, None)
+    with torch.inference_mode():
+        return src.observations.problem.approximate_inverse(y, **batch)
+
+
+def _observation_comparable(y: torch.Tensor, x_shape) -> bool:
+    return (not y.is_complex()) and tuple(y.shape[1:]) == tuple(x_shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------
+def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observations: Optional[PathLike] = None,
+             batch_size: int = 64) -> dict[str, Any]:
+    """PSNR, SSIM and NMSE of every sample of a reconstruction file, for the RIM, the baseline and
+    (when comparable) the observation.
+
+    Parameters
+    ----------
+    reconstruction
+        A file written by ``invrim reconstruct`` (:func:`invrim.reconstruct.reconstruct`).
+    truth
+        A data file whose ``x`` is the ground truth (same sample count and order); default: the
+        ``x`` of the observation file.
+    observations
+        The observation file (``y`` and the per-sample parameters, for the baseline); default: the
+        reconstruction's ``input_file`` attribute. Give it when that file has moved.
+    batch_size
+        Samples read and evaluated at a time.
+
+    Returns
+    -------
+    dict
+        ``{"file", "observations", "truth", "samples", "forward_model", "magnitude", "methods",
+        "labels", "metrics", "per_sample": {method: {metric: [float, …]}}, "summary": {method:
+        {metric: summarize(...)}}, "notes"}``. ``methods`` lists the methods present (``rim``,
+        ``baseline`` unless the forward model has no pseudo-inverse, ``observation`` when ``y`` is
+        real and has ``x``'s shape); ``labels`` names them (``baseline`` as ``"pseudo-inverse"`` or
+        ``"adjoint"``); ``magnitude`` says whether the metrics were taken on magnitude images.
+
+    Raises
+    ------
+    DataError
+        One line: the reconstruction, observation or truth file is missing or invalid, no file has
+        ground truth, or the sample counts or shapes differ.
+    """
+    import h5py
+
+    from .metrics import summarize
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    src = open_sources(reconstruction, truth=truth, observations=observations)
+    try:
+        n = src.samples
+        methods = ["rim"] + (["baseline"] if src.baseline else [])
+        values: dict[str, dict[str, list]] = {}
+        with h5py.File(src.path, "r") as f:
+            for lo in range(0, n, batch_size):
+                hi = min(lo + batch_size, n)
+                x_hat = _read_x_hat(f, lo, hi)
+                batch = src.observations.read(lo, hi)
+                t = src.truth.read(lo, hi)[TRUTH]
+                estimates = {"rim": x_hat}
+                if src.baseline:
+                    estimates["baseline"] = _baseline(src, batch)
+                if lo == 0 and _observation_comparable(batch[OBSERVATION], src.x_shape):
+                    methods.append("observation")
+                if "observation" in methods:
+                    estimates["observation"] = batch[OBSERVATION]
+                for method, est in estimates.items():
+                    if tuple(est.shape) != tuple(t.shape):
+                        raise DataError(f"{src.path}: the {method} has shape {tuple(est.shape[1:])} but the truth "
+                                        f"has shape {tuple(t.shape[1:])}")
+                    with torch.no_grad():
+                        m = sample_metrics(est, t, src.x_dims, src.complex_channels)
+                    for metric, v in m.items():
+                        values.setdefault(method, {}).setdefault(metric, []).extend(float(a) for a in v)
+    finally:
+        src.close()
+    labels = {"rim": "RIM", "baseline": src.baseline or "baseline", "observation": "observation"}
+    metrics = [k for k in METRICS if k in values["rim"]]
+    summary = {method: {metric: summarize(torch.tensor(values[method][metric], dtype=torch.float64))
+                        for metric in metrics} for method in methods}
+    return {
+        "file": str(src.path), "observations": str(src.observations_path), "truth": str(src.truth_path),
+        "samples": n, "forward_model": src.attrs.get("forward_model"), "magnitude": src.complex_channels,
+        "methods": methods, "labels": {m: labels[m] for m in methods}, "metrics": metrics,
+        "per_sample": {m: values[m] for m in methods}, "summary": summary, "notes": list(src.notes),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+# ----------------------------------------------------------------------------------------------
+def _fmt(metric: str, v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if metric == "psnr":
+        return f"{v:.2f}"
+    if metric == "ssim":
+        return f"{v:.4f}"
+    return f"{v:.3e}"
+
+
+def _cell(metric: str, s: dict[str, float]) -> str:
+    return f"{_fmt(metric, s['mean'])} ± {_fmt(metric, s['std'])}  ({_fmt(metric, s['median'])})"
+
+
+def _row_label(result: dict[str, Any], method: str) -> str:
+    label = result["labels"][method]
+    return {"rim": "RIM", "baseline": f"{label} (baseline)", "observation": "observation y"}[method]
+
+
+def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join(c.ljust(w) if i < right_from else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+    return [line(header), "  ".join("-" * w for w in widths), *[line(r) for r in rows]]
+
+
+def format_table(result: dict[str, Any], per_sample: bool = False) -> str:
+    """The terminal table of an :func:`evaluate` result: one row per method, one column per metric,
+    each cell ``mean ± std (median)``; with ``per_sample`` also one row per sample."""
+    metrics = result["metrics"]
+    what = "on magnitude images; " if result.get("magnitude") else ""
+    lines = [f"{result['file']}: {result['samples']} samples, forward model {result['forward_model']!r}, "
+             f"truth from {result['truth']}",
+             f"each cell: mean ± std (median) over the samples ({what}higher PSNR and SSIM, lower NMSE are better)",
+             ""]
+    header = ["method", *[METRICS[m] for m in metrics]]
+    rows = [[_row_label(result, method), *[_cell(m, result["summary"][method][m]) for m in metrics]]
+            for method in result["methods"]]
+    lines += _table(header, rows)
+    if "ssim" not in metrics:
+        lines.append(f"(no SSIM: x has no spatial axes of at least {SSIM_WINDOW} samples)")
+    if per_sample and "per_sample" in result:
+        lines.append("")
+        short = {"rim": "RIM", "baseline": result["labels"].get("baseline", "baseline"), "observation": "y"}
+        header = ["sample", *[f"{short[meth]} {METRICS[m].split()[0]}" for meth in result["methods"] for m in metrics]]
+        rows = []
+        for i in range(result["samples"]):
+            rows.append([str(i), *[_fmt(m, result["per_sample"][meth][m][i])
+                                   for meth in result["methods"] for m in metrics]])
+        lines += _table(header, rows)
+    for note in result.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def to_json(result: dict[str, Any], per_sample: bool = True, indent: Optional[int] = 2) -> str:
+    """An :func:`evaluate` result as strict JSON (NaN and ±inf become ``null``); without
+    ``per_sample`` only the summary."""
+    out = dict(result)
+    if not per_sample:
+        out.pop("per_sample", None)
+    return json.dumps(_finite(out), indent=indent, allow_nan=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# one sample, for figures
+# ----------------------------------------------------------------------------------------------
+def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] = None,
+                observations: Optional[PathLike] = None) -> dict[str, Any]:
+    """Everything about sample ``index`` of a reconstruction file, as CPU tensors without the
+    sample axis: ``x_hat``, ``baseline`` (or None), ``y``, ``truth`` (or None), ``trajectory``
+    ``(step, *x_dims)`` and ``trajectory_nmse`` ``(step,)`` when stored, ``params``; and
+    ``x_dims``, ``y_dims``, ``complex_channels``, ``baseline_name``, ``attrs``, ``samples``,
+    ``index``, ``notes``. A missing ground truth is allowed (``truth`` is None); negative indices
+    count from the end. Raises a one-line :class:`DataError` for an index out of range.
+    """
+    import h5py
+
+    from .reconstruct import TRAJECTORY, TRAJECTORY_NMSE
+    src = open_sources(reconstruction, truth=truth, observations=observations, require_truth=False)
+    try:
+        n = src.samples
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise DataError(f"the sample index must be an integer, got {index!r}")
+        i = int(index) + n if index < 0 else int(index)
+        if not 0 <= i < n:
+            raise DataError(f"sample index {index} is out of range: {src.path} holds {n} samples (0 to {n - 1})")
+        out: dict[str, Any] = {"index": i, "samples": n, "x_dims": src.x_dims, "attrs": src.attrs,
+                               "complex_channels": src.complex_channels, "baseline_name": src.baseline,
+                               "notes": list(src.notes), "path": src.path}
+        with h5py.File(src.path, "r") as f:
+            out["x_hat"] = _read_x_hat(f, i, i + 1)[0]
+            out["trajectory"] = (torch.from_numpy(np.ascontiguousarray(f[TRAJECTORY][i]))
+                                 if TRAJECTORY in f else None)
+            out["trajectory_nmse"] = (torch.from_numpy(np.ascontiguousarray(f[TRAJECTORY_NMSE][i]))
+                                      if TRAJECTORY_NMSE in f else None)
+        out["truth"] = src.truth.read(i, i + 1)[TRUTH][0] if src.truth is not None else None
+        out["y"] = out["baseline"] = None
+        out["params"] = {}
+        out["y_dims"] = tuple(src.problem.forward_model.y_dims)
+        if src.observations is not None:
+            batch = src.observations.read(i, i + 1)
+            b = _baseline(src, batch)
+            out["baseline"] = b[0] if b is not None else None
+            out["y"] = batch[OBSERVATION][0]
+            out["y_dims"] = src.observations.target_dims(OBSERVATION)
+            out["params"] = {k: v[0] for k, v in batch.items() if k not in (OBSERVATION, TRUTH)}
+        return out
+    finally:
+        src.close()
