@@ -122,6 +122,7 @@ class SingleCoilMRI(_Sampling, LinearForwardModel):
     x_dims = ("channel", "height", "width")
     y_dims = ("ky", "kx")
     y_is_complex = True
+    x_complex_channels = True
     param_dims = {"mask": [("kx",), ("ky", "kx")]}
 
     def __init__(self, acceleration: float = 4.0, center_fraction: float = 0.08, mask_type: str = "random") -> None:
@@ -184,6 +185,7 @@ class MultiCoilMRI(_Sampling, LinearForwardModel):
     x_dims = ("channel", "height", "width")
     y_dims = ("coil", "ky", "kx")
     y_is_complex = True
+    x_complex_channels = True
     param_dims = {"mask": [("kx",), ("ky", "kx")], "sens": ("coil", "height", "width")}
 
     def __init__(self, acceleration: float = 4.0, center_fraction: float = 0.08, mask_type: str = "random",
