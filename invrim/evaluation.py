@@ -173,7 +173,10 @@ def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
                     raise DataError(f"the observation file {recorded} that {path} was reconstructed from no "
                                     "longer exists: pass --observations FILE (observations=…) where it is now")
     if obs_path is not None:
-        obs = HDF5Dataset(obs_path, dtype=dtype)
+        from .data import validate
+        info = validate(obs_path, check_values=False)
+        # y and the per-sample parameters; x (when there) is read separately, as the truth
+        obs = HDF5Dataset(obs_path, variables=[OBSERVATION, *info.parameters], dtype=dtype, info=info)
         src.observations, src.observations_path = obs, obs_path
         fa = obs.info.attrs
         for key in ("forward_model", "forward_model_config", "likelihood", "likelihood_config"):
@@ -199,7 +202,7 @@ def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
     if truth is not None:
         truth_path = Path(truth)
         from .data import validate
-        info = validate(truth_path, check_values=False)
+        info = validate(truth_path, check_values=False, check_physics=False)
         if not info.has_truth:
             src.close()
             raise DataError(f"{truth_path} has no ground truth (no variable 'x')")

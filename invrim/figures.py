@@ -157,7 +157,11 @@ def _image(fig, ax, img, title, cmap, vmin, vmax, dims=None, axes_labels=False, 
     else:
         ax.set_xticks([])
         ax.set_yticks([])
-    cb = fig.colorbar(im, ax=ax, shrink=0.82, pad=0.02)
+    finite = img[np.isfinite(img)]
+    below = finite.size and vmin is not None and finite.min() < vmin
+    above = finite.size and vmax is not None and finite.max() > vmax
+    extend = "both" if below and above else "min" if below else "max" if above else "neither"
+    cb = fig.colorbar(im, ax=ax, shrink=0.82, pad=0.02, extend=extend)   # arrows: values beyond the limits
     cb.ax.tick_params(labelsize=7)
     if cbar_label:
         cb.set_label(cbar_label, fontsize=8)
@@ -202,7 +206,8 @@ def _draw_observation(fig, ax, sample, x_how: str = "") -> None:
             img, lo, hi = _log_limits(a)
             _image(fig, ax, img, title, OBSERVATION_CMAP, lo, hi, dims, axes_labels=True)
         else:
-            comparable = metrics is not None
+            from .evaluation import _observation_comparable
+            comparable = _observation_comparable(y[None], tuple(sample["x_hat"].shape))
             lo, hi = _limits(a, robust=True)
             _image(fig, ax, a, title, IMAGE_CMAP if comparable else OBSERVATION_CMAP, lo, hi, dims,
                    axes_labels=not comparable)
@@ -236,7 +241,7 @@ def _trajectory_errors(sample: dict) -> tuple[Optional[np.ndarray], str]:
         return m["nmse"].numpy(), "NMSE of |x|" if cc else "NMSE"
     stored = sample.get("trajectory_nmse")
     if stored is not None:
-        return _np(stored).astype(np.float64), ("NMSE of the (real, imag) channels" if cc else "NMSE")
+        return _np(stored).astype(np.float64), ("NMSE of |x|" if cc else "NMSE")
     return None, ""
 
 
@@ -252,8 +257,8 @@ def _draw_trajectory(ax, sample: dict) -> None:
         return
     steps = np.arange(1, nm.size + 1)
     ax.plot(steps, nm, "o-", color=_COLOURS["rim"], lw=1.8, ms=4, label="RIM estimate $x_t$")
-    ax.annotate(f"{nm[-1]:.3g}", (steps[-1], nm[-1]), textcoords="offset points", xytext=(0, 7), fontsize=8,
-                color=_COLOURS["rim"], ha="center")
+    ax.annotate(f"{nm[-1]:.3g}", (steps[-1], nm[-1]), textcoords="offset points", xytext=(-3, 7), fontsize=8,
+                color=_COLOURS["rim"], ha="right")
     ax.set_xlim(0.6, steps[-1] + 0.4)
     truth = sample.get("truth")
     if truth is not None:
@@ -272,7 +277,11 @@ def _draw_trajectory(ax, sample: dict) -> None:
     _log_axis(ax, np.concatenate([nm, [ln.get_ydata()[0] for ln in ax.get_lines()[1:]]]))
     ax.set_xlabel("RIM step t", fontsize=9)
     ax.set_ylabel(label, fontsize=9)
-    ax.set_xticks(steps if steps.size <= 20 else np.linspace(1, steps[-1], 10).round().astype(int))
+    if steps.size <= 12:
+        ax.set_xticks(steps)
+    else:
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, frameon=False)
@@ -337,7 +346,8 @@ def _draw_images(fig, sample, views, how, base_name):
         if key == "observation":
             _draw_observation(rows[0], ax, sample, how)
         elif key == "note":
-            _note(ax, "no ground truth:\nno residuals and no metrics\n(pass --truth FILE)", "Truth")
+            _note(ax, "The residuals, the metrics and the error\nalong the RIM trajectory need the truth:\n"
+                      "pass --truth FILE (truth=…)", "No ground truth")
         else:
             m = metrics.get({"baseline": "baseline", "x_hat": "rim"}.get(key, ""))
             _image(rows[0], ax, views[key][0], _title(names[key], m), IMAGE_CMAP, lo, hi)
@@ -379,7 +389,7 @@ def _draw_signals(fig, sample, views, how, base_name, kind) -> None:
             marker = {"truth": "o", "baseline": "^", "x_hat": "s"}[key]
             ax.plot(xaxis, v, marker, color=colour, ms=11 if key == "truth" else 6, label=label,
                     mfc="none" if key == "truth" else colour, mew=1.8, ls="none", zorder=3 if key == "truth" else 2)
-    axis_name = img_dims[0] if img_dims else "parameter"
+    axis_name = img_dims[0] if img_dims and img_dims[0] != "channel" else "parameter"
     if kind == "points":
         ax.set_xticks(xaxis)
         ax.set_xlabel(f"{axis_name} (index)", fontsize=9)
@@ -433,8 +443,8 @@ def plot_sample(sample: dict[str, Any]):
         fig = plt.figure(figsize=(3.7 * ncols, 3.45 * rows + 0.75), layout="constrained")
         header = _draw_images(fig, sample, views, how, base_name)
     else:
-        header = fig
         fig = plt.figure(figsize=(12, 7.2), layout="constrained")
+        header = fig
         _draw_signals(fig, sample, views, how, base_name, kind)
 
     attrs = sample.get("attrs") or {}

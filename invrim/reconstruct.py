@@ -92,7 +92,13 @@ def _check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
                             f"{tuple(shapes['x'])}")
 
 
-def _nmse_steps(xs: list[torch.Tensor], truth: torch.Tensor) -> torch.Tensor:
+def _nmse_steps(xs: list[torch.Tensor], truth: torch.Tensor, complex_channels: bool = False) -> torch.Tensor:
+    """NMSE of every step against the truth (of the magnitude for complex-channel images, as
+    :mod:`invrim.metrics` and ``invrim evaluate`` compute it)."""
+    if complex_channels:
+        from .metrics import magnitude
+        xs = [magnitude(x) for x in xs]
+        truth = magnitude(truth)
     t = truth.reshape(truth.shape[0], -1).double()
     norm = (t ** 2).sum(dim=1)
     out = [((x.reshape(x.shape[0], -1).double() - t) ** 2).sum(dim=1) / norm for x in xs]
@@ -273,6 +279,7 @@ def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, prog
     from tqdm.auto import tqdm
 
     rim, dataset, trajectory = job["rim"], job["dataset"], job["trajectory"]
+    complex_channels = bool(getattr(dataset.problem.forward_model, "x_complex_channels", False))
     device = next(rim.model.parameters()).device
     with h5py.File(path, "r") as f:
         done = f[DONE][:].astype(bool)
@@ -329,7 +336,7 @@ def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, prog
             if trajectory:
                 arrays[TRAJECTORY] = torch.stack(xs, dim=1).cpu().numpy()
             if truth is not None:
-                arrays[TRAJECTORY_NMSE] = _nmse_steps(xs, truth.to(device)).cpu().numpy()
+                arrays[TRAJECTORY_NMSE] = _nmse_steps(xs, truth.to(device), complex_channels).cpu().numpy()
             while True:
                 if writer.error is not None:
                     raise writer.error

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -48,8 +49,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    ok = False
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        ok = True
+        return code
+    except BrokenPipeError:                      # e.g. `invrim evaluate OUT | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except (UsageError, ValueError, TypeError, ImportError, OSError) as e:
         if args.verbose:
             raise
@@ -59,3 +69,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("invrim: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:          # under torchrun: leave the process group
+            from ..training import distributed
+            distributed.shutdown(wait=ok)

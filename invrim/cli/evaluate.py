@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
                     "next to the classical baseline (pseudo-inverse / adjoint) and the observation.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("reconstruction", metavar="OUT", help="reconstruction file made by 'invrim reconstruct'")
-    p.add_argument("--truth", metavar="FILE", help="data file holding the ground truth x (default: the observation file)")
+    p.add_argument("--truth", metavar="FILE",
+                   help="data file holding the ground truth x (default: the observation file)")
     p.add_argument("--observations", metavar="FILE",
                    help="the observation file (default: the input_file recorded in OUT)")
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")

@@ -141,6 +141,22 @@ class DatasetWriter:
                 raise DataError(f"{self.path}: samples {start}..{start + a.shape[0] - 1} are outside 0..{self.samples - 1}")
             self._vars[name][start:start + a.shape[0]] = a.astype(dtype, copy=False)
 
+    def write_static(self, name: str, dims: Sequence[str], values: Any, attrs: Optional[Mapping[str, Any]] = None
+                     ) -> None:
+        """Write a variable without the ``sample`` dimension (a coordinate, a shared map)."""
+        values = np.asarray(values)
+        if values.dtype.kind in "UO":
+            import h5py
+            values = values.astype(str).astype(object)
+            dtype: Any = h5py.string_dtype()
+        else:
+            values = to_numpy(values)
+            dtype = values.dtype
+        var = self._file.create_variable(name, tuple(dims), dtype)
+        var[...] = values
+        for k, v in encode_attrs(dict(attrs or {})).items():
+            var.attrs[k] = v
+
     def set_attrs(self, **attrs: Any) -> None:
         for k, v in encode_attrs(attrs).items():
             self._file.attrs[k] = v
@@ -179,20 +195,26 @@ def write_dataset(dataset, path: PathLike, overwrite: bool = False) -> Path:
     sizes = {d: int(s) for d, s in dataset.sizes.items() if d != SAMPLE}
     if SAMPLE not in dataset.sizes:
         raise DataError(f"cannot write {path}: the dataset has no '{SAMPLE}' dimension")
-    variables = {}
-    for name, var in dataset.data_vars.items():
-        if var.dims[:1] != (SAMPLE,):
+    variables, static = {}, {}
+    for name, var in dataset.variables.items():
+        if var.dims[:1] == (SAMPLE,):
+            variables[str(name)] = (tuple(var.dims[1:]), var.dtype)
+        elif SAMPLE in var.dims:
             raise DataError(f"cannot write {path}: variable {name!r} has dims {var.dims}; "
                             f"per-sample variables start with '{SAMPLE}'")
-        variables[str(name)] = (tuple(var.dims[1:]), var.dtype)
+        else:                                   # coordinates and other non-sample variables
+            static[str(name)] = var
     missing = [k for k in ("forward_model", "likelihood") if k not in dataset.attrs]
     if missing:
         raise DataError(f"cannot write {path}: the dataset's attributes lack {', '.join(missing)}")
-    with DatasetWriter(path, int(dataset.sizes[SAMPLE]), variables, sizes, dict(dataset.attrs),
+    attrs = {k: v for k, v in dataset.attrs.items() if k not in base_attrs()}   # provenance of this write
+    with DatasetWriter(path, int(dataset.sizes[SAMPLE]), variables, sizes, attrs,
                        overwrite=overwrite,
-                       variable_attrs={n: dict(v.attrs) for n, v in dataset.data_vars.items()}) as writer:
-        for name, var in dataset.data_vars.items():
-            writer.write(0, **{str(name): var.values})
+                       variable_attrs={n: dict(dataset[n].attrs) for n in variables}) as writer:
+        for name in variables:
+            writer.write(0, **{name: dataset[name].values})
+        for name, var in static.items():
+            writer.write_static(name, tuple(var.dims), var.values, dict(var.attrs))
     return Path(path)
 
 

@@ -134,6 +134,11 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     Path of the finished file.
     """
     from .. import __version__
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not out.parent.is_dir():
+        raise DataError(f"cannot write {out}: folder {out.parent} does not exist")
     if (generator is None) == (source is None):
         raise ValueError("give exactly one of generator (a name) or source (a file with ground truth x)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -149,12 +154,16 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
         if samples > reader.samples:
             raise DataError(f"{reader.path} holds {reader.samples} samples of x; cannot simulate {samples}")
         attrs["source"] = str(Path(source).resolve())
-        make_x = lambda start, n, g: reader(start, start + n, dtype)   # noqa: E731
+        def make_x(start: int, n: int, g) -> torch.Tensor:
+            x = reader(start, start + n, dtype)
+            if n < BLOCK:                 # pad the last block (its extra samples are dropped)
+                x = torch.cat([x, x[-1:].expand(BLOCK - n, *x.shape[1:])])
+            return x
     else:
         gen, gen_name, gen_cfg = _build("generator", generator, generator_config)
         attrs.update(generator=gen_name, generator_config=gen_cfg)
         providers["generator"] = _provider("generator", gen_name)
-        make_x = lambda start, n, g: gen(batch=n, generator=g, dtype=dtype)   # noqa: E731
+        make_x = lambda start, n, g: gen(batch=BLOCK, generator=g, dtype=dtype)   # noqa: E731
         gen_label = f"generator {gen_name!r}"
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
@@ -168,15 +177,17 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     x_label = gen_label if source is None else f"the x of {source}"
 
     def make_block(block: int) -> dict[str, torch.Tensor]:
+        # every block draws all BLOCK samples and keeps what it needs, so that the first N samples
+        # of a file are those of any larger file made with the same seed
         start = block * BLOCK
         n = min(BLOCK, samples - start)
         g = block_generator(seed, block)
         x = make_x(start, n, g)
-        if not isinstance(x, torch.Tensor) or x.shape[0] != n:
-            raise DataError(f"{x_label} did not return a tensor of {n} samples")
+        if not isinstance(x, torch.Tensor) or x.shape[0] != BLOCK:
+            raise DataError(f"cannot simulate {out}: {x_label} did not return a tensor of {BLOCK} samples")
         if fm.x_dims and x.dim() - 1 != len(fm.x_dims):
-            raise DataError(f"{x_label} makes x of shape {tuple(x.shape[1:])} but forward model {fm_name!r} "
-                            f"expects axes ({', '.join(fm.x_dims)})")
+            raise DataError(f"cannot simulate {out}: {x_label} makes x of shape {tuple(x.shape[1:])} but forward "
+                            f"model {fm_name!r} expects axes ({', '.join(fm.x_dims)})")
         try:
             with torch.no_grad():
                 params = dict(fm.sample_parameters(x, g))
@@ -187,9 +198,9 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
             raise
         except Exception as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise DataError(f"forward model {fm_name!r} with likelihood {lik_name!r} cannot simulate x of "
-                            f"shape {tuple(x.shape[1:])} from {x_label}: {first}") from None
-        return {TRUTH: x, OBSERVATION: y, **params}
+            raise DataError(f"cannot simulate {out}: forward model {fm_name!r} with likelihood {lik_name!r} fails "
+                            f"on x of shape {tuple(x.shape[1:])} from {x_label}: {first}") from None
+        return {k: v[:n] for k, v in {TRUTH: x, OBSERVATION: y, **params}.items()}
 
     first = make_block(0)
     param_names = [k for k in first if k not in (TRUTH, OBSERVATION)]

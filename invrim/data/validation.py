@@ -170,7 +170,9 @@ def validate(path: Union[str, os.PathLike], problem: Any = None, require_truth: 
         attrs = _checked_attrs(path, decode_attrs(dict(f.attrs)))
         variables = {}
         for name, var in f.variables.items():
-            variables[name] = VariableInfo(tuple(var.dimensions), tuple(var.shape), np.dtype(var.dtype))
+            # the stored array's own shape (h5netcdf reports the dimensions' sizes, which hides a
+            # variable shorter than its 'sample' dimension in a file written with bare h5py)
+            variables[name] = VariableInfo(tuple(var.dimensions), tuple(var._h5ds.shape), np.dtype(var.dtype))
     if problem is None:
         problem = problem_from_attrs(attrs, path)
     fm = problem.forward_model

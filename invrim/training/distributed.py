@@ -160,3 +160,15 @@ def epoch_order(n: int, shuffle: bool, seed: Optional[int]) -> list[int]:
     if not shuffle:
         return list(range(n))
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group at the end of a command so the process exits cleanly; ``wait``
+    for the other ranks first (not after an error: they may never arrive)."""
+    if dist.is_available() and dist.is_initialized():
+        if wait:
+            try:
+                dist.barrier()
+            except Exception:
+                pass
+        dist.destroy_process_group()

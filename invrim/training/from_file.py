@@ -138,9 +138,12 @@ def train_on_file(path: Union[str, os.PathLike], run_directory: Union[str, os.Pa
         channels, spatial = int(x_shape[0]), tuple(int(s) for s in x_shape[1:])
         components = registry().backbones
         config = _backbone_config(components.load(backbone), channels, len(spatial), backbone_config or {})
-        if fit_options.get("seed") is not None:           # the seed fixes the initial weights too
-            torch.manual_seed(fit_options["seed"])
-        model = components.build(backbone, **config)
+        if fit_options.get("seed") is not None:            # the seed fixes the initial weights too,
+            with torch.random.fork_rng(devices=[]):         # leaving the caller's global RNG alone
+                torch.manual_seed(fit_options["seed"])
+                model = components.build(backbone, **config)
+        else:
+            model = components.build(backbone, **config)
         options = {**RIM_DEFAULTS, **(rim_options or {})}
         if "initialization_method" not in options:
             fm = problem.forward_model
