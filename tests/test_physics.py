@@ -159,3 +159,48 @@ def test_gaussian_residual_score_for_complex_data():
 def test_complex_gaussian_noise_matches_its_energy():
     noise = Gaussian(0.5).sample(torch.zeros(1, 200, 200, dtype=torch.complex64), torch.Generator().manual_seed(0))
     assert abs(float(noise.real.std()) - 0.5) < 0.01 and abs(float(noise.imag.std()) - 0.5) < 0.01
+
+
+# ---- per-sample simulation parameters ------------------------------------------------------
+def test_sample_parameters_of_the_core_physics_pass_the_kit():
+    from invrim.likelihoods.gaussian import Gaussian
+    from invrim.physics.blur import Blur
+    from invrim.physics.inpainting import Inpainting
+    from invrim.plugins import testing
+
+    x = torch.rand(3, 1, 20, 17, dtype=torch.float64)
+    assert testing.check_sample_parameters(Blur(psf_sigma=[0.8, 2.0]), x) == ["sample-parameters"]
+    assert testing.check_sample_parameters(Inpainting(fraction=0.3), x) == ["sample-parameters"]
+    assert testing.check_sample_parameters(Gaussian(sigma_range=[0.01, 0.2]), x) == ["sample-parameters"]
+    assert testing.check_sample_parameters(Blur(psf_sigma=1.5), x) == []        # a fixed PSF draws nothing
+    # the sampled parameters drive the physics: every PSF is a normalised Gaussian of its own width
+    psf = Blur(psf_sigma=[0.8, 2.0]).sample_parameters(x, torch.Generator().manual_seed(0))["psf"]
+    assert psf.shape == (3, 13, 13) and torch.allclose(psf.sum(dim=(1, 2)), torch.ones(3, dtype=psf.dtype))
+    assert len({round(float(p.max()), 6) for p in psf}) == 3
+    sigma = Gaussian(sigma_range=[0.01, 0.2]).sample_parameters(x, torch.Generator().manual_seed(0))["sigma"]
+    assert ((sigma >= 0.01) & (sigma <= 0.2)).all()
+    for bad in ({"psf_sigma": [2.0, 1.0]}, {"psf_sigma": -1}, {"psf_sigma": 1.0, "psf_size": 4},
+                {"psf_size": 5}):
+        with pytest.raises(ValueError):
+            Blur(**bad)
+    with pytest.raises(ValueError, match="fraction"):
+        Inpainting(fraction=1.5)
+    with pytest.raises(ValueError, match="sigma_range"):
+        Gaussian(sigma_range=[0.2, 0.1])
+
+
+def test_the_sample_parameters_check_can_fail():
+    from invrim.physics.blur import Blur
+    from invrim.plugins import testing
+
+    class Unseeded(Blur):
+        def sample_parameters(self, x, generator=None):
+            return {"psf": torch.rand(x.shape[0], 3, 3, dtype=x.dtype)}
+
+    x = torch.rand(2, 1, 9, 9, dtype=torch.float64)
+    undeclared = Blur(psf_sigma=[0.5, 1.0])
+    undeclared.param_dims = {}
+    with pytest.raises(AssertionError, match="param_dims"):
+        testing.check_sample_parameters(undeclared, x)
+    with pytest.raises(AssertionError, match="reproducible"):
+        testing.check_sample_parameters(Unseeded(psf_sigma=[0.5, 1.0]), x)

@@ -37,7 +37,9 @@ def add_parser(sub) -> None:
                      help="hold out this fraction of FILE for validation")
     p.add_argument("--max-time", type=float, default=math.inf, metavar="HOURS", help="time limit in hours")
     p.add_argument("--patience", type=float, default=math.inf, help="early-stopping patience in epochs")
-    p.add_argument("--scheduler", default="constant", choices=("constant", "cosine", "linear"))
+    p.add_argument("--scheduler", default="constant", choices=("constant", "cosine", "linear"),
+                   help="learning-rate schedule after warm-up (default constant)")
+    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 = off (default 1)")
     p.add_argument("--seed", type=int, default=None, help="seed of the weights and the shuffling")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
         validation_file=args.validation, validation_split=args.validation_split, resume=args.resume,
         device=args.device, progress=not args.quiet, check_values=not args.no_check_values,
-        max_time=args.max_time, patience=args.patience, scheduler=args.scheduler, seed=args.seed,
+        max_time=args.max_time, patience=args.patience, scheduler=args.scheduler, clip=args.clip, seed=args.seed,
         num_workers=args.num_workers)
     from ..training import distributed as dd
     if not dd.is_main():

@@ -62,8 +62,9 @@ class HDF5Dataset(Dataset):
                 raise DataError(f"{self.path}: missing variable {name!r}")
         self.variables = list(variables)
         self._patterns = {name: self._pattern(name) for name in self.variables}
-        self._bool = set()
+        self._bool: set = set()
         self._file = None
+        self._handles: dict = {}
         self._pid = None
 
     # -- axes ----------------------------------------------------------------------------------
@@ -93,24 +94,28 @@ class HDF5Dataset(Dataset):
         return f"{' '.join(names[d] for d in stored)} -> {' '.join(names[d] for d in target)}"
 
     # -- file handle, one per process ------------------------------------------------------------
-    def _h5(self):
+    def _h5(self) -> dict:
+        """This process's h5py dataset handles (kept: looking one up costs more than a small read)."""
         if self._file is None or self._pid != os.getpid():
             import h5py
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
-            self._bool = {n for n in self.variables if self._file[n].attrs.get("invrim_dtype") in ("bool", b"bool")}
-        return self._file
+            self._handles = {n: self._file[n] for n in self.variables}
+            self._bool = {n for n, h in self._handles.items() if h.attrs.get("invrim_dtype") in ("bool", b"bool")}
+        return self._handles
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_file"] = None
         state["_pid"] = None
+        state["_handles"] = {}
         return state
 
     def close(self) -> None:
         if self._file is not None and self._pid == os.getpid():
             self._file.close()
         self._file = None
+        self._handles = {}
 
     def __del__(self):
         try:
@@ -140,8 +145,8 @@ class HDF5Dataset(Dataset):
         """Samples ``start:stop`` as batched tensors (one contiguous read per variable)."""
         if not 0 <= start <= stop <= len(self):
             raise IndexError(f"samples {start}:{stop} are outside 0:{len(self)} of {self.path}")
-        f = self._h5()
-        return {name: self._convert(name, f[name][start:stop]) for name in self.variables}
+        handles = self._h5()
+        return {name: self._convert(name, handles[name][start:stop]) for name in self.variables}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         index = int(index)

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["check_adjoint", "check_score_matches_autograd", "check_batch_consistency", "check_dtypes",
-           "check_device", "check_gradients_flow", "check_config_roundtrip", "check_forward_model",
+           "check_device", "check_gradients_flow", "check_sample_parameters", "check_config_roundtrip",
+           "check_forward_model",
            "check_likelihood", "check_backbone", "check_generator", "check_component", "TOLERANCES"]
 
 #: relative tolerance of the dot-product test per real dtype
@@ -205,7 +206,44 @@ def check_forward_model(model, x: Tensor, likelihood=None, devices: Sequence[str
     y = y + 0.1 * _randn_like(y, g)
     ran += check_score_matches_autograd(problem, x + 0.1 * _randn_like(x, g), y, **params)
     model.to(x.real.dtype)
+    ran += check_sample_parameters(model, x)
     return ran
+
+
+def check_sample_parameters(component, inputs: Tensor) -> list[str]:
+    """``component.sample_parameters(inputs, generator)`` (a forward model given ``x``, a likelihood
+    given ``F(x)``) returns per-sample tensors with leading axis ``B``, reproducible with a seeded
+    generator, each declared in ``param_dims`` with its rank, and accepted by the forward model.
+    Nothing to check (and no name returned) when it draws no parameters."""
+    from ..data.schema import dim_options
+    draw = getattr(component, "sample_parameters", None)
+    if draw is None:
+        return []
+    a = draw(inputs, torch.Generator().manual_seed(5))
+    b = draw(inputs, torch.Generator().manual_seed(5))
+    if not a:
+        return []
+    name = _name(component)
+    declared = getattr(component, "param_dims", {}) or {}
+    B = inputs.shape[0]
+    for key, value in a.items():
+        assert isinstance(value, Tensor), f"{name}: sample_parameters()[{key!r}] is not a tensor"
+        assert value.shape[:1] == (B,), (f"{name}: sample_parameters()[{key!r}] has shape {tuple(value.shape)}; "
+                                         f"expected a leading batch axis of {B}")
+        assert torch.equal(value, b[key]), f"{name}: sample_parameters()[{key!r}] is not reproducible with a seed"
+        if value.is_floating_point() or value.is_complex():
+            assert torch.isfinite(value).all(), f"{name}: sample_parameters()[{key!r}] is not finite"
+        assert key in declared, (f"{name}: sample_parameters() returns {key!r} but param_dims does not name its "
+                                 "axes (the data files need them)")
+        ranks = [len(o) for o in dim_options(declared[key])]
+        assert value.dim() - 1 in ranks, (f"{name}: {key!r} has {value.dim() - 1} non-batch axes but param_dims "
+                                          f"declares {declared[key]!r}")
+    if hasattr(component, "adjoint") or callable(getattr(component, "forward", None)):
+        if isinstance(component, torch.nn.Module):
+            with torch.no_grad():
+                out = component(inputs, **a)
+            assert out.shape[0] == B, f"{name}: forward with its sampled parameters changed the batch size"
+    return ["sample-parameters"]
 
 
 def check_likelihood(likelihood, prediction: Tensor, y: Tensor, **params: Any) -> list[str]:
@@ -236,6 +274,7 @@ def check_likelihood(likelihood, prediction: Tensor, y: Tensor, **params: Any) -
         rebuilt = type(likelihood)(**cfg)
         torch.testing.assert_close(rebuilt.energy(prediction, y, **params), energy)
         ran.append("config")
+    ran += check_sample_parameters(likelihood, prediction)
     return ran
 
 
