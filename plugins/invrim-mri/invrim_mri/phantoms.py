@@ -147,7 +147,11 @@ class PhantomGenerator:
     dims = ("channel", "height", "width")
 
     def __init__(self, height: int = 64, width: Optional[int] = None, kind: str = "ellipses",
-                 phase_strength: float = 1.0):
+                 phase_strength: float = 1.0, shape: Optional[list] = None):
+        if shape is not None:                   # the core generators' spelling: shape=[H, W]
+            if not isinstance(shape, (list, tuple)) or len(shape) != 2:
+                raise ValueError(f"shape must be [height, width], got {shape!r}")
+            height, width = shape
         width = height if width is None else width
         _check_size(height, width)
         if kind not in PHANTOM_KINDS:
