@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .geometry import LENS_PARAMETERS, pixel_grid
 
-__all__ = ["hubble_sources", "random_lenses", "sis_convergence", "LENS_PARAMETERS"]
+__all__ = ["hubble_sources", "random_lenses", "sis_convergence", "HubbleSources", "LENS_PARAMETERS"]
 
 _SPLIT_COLUMN = 700          # galaxies left of this column of the 1000-px-wide field: "train"
 
@@ -99,3 +99,32 @@ def sis_convergence(pixels: int, fov: float, theta_E: float = 1.0, oversample: i
     r = torch.sqrt(x * x + y * y).clamp_min(1e-12)
     kappa = (theta_E / (2 * r)).reshape(pixels, oversample, pixels, oversample).mean((1, 3))
     return kappa[None, None].to(dtype)
+
+
+class HubbleSources:
+    """Ground-truth generator ``hubble_sources``: galaxy images ``(batch, 1, size, size)`` in
+    ``[0, 1]`` cropped from the Hubble Deep Field bundled with scikit-image (see
+    :func:`hubble_sources`), for ``invrim simulate --forward-model lensing_sie``."""
+
+    name = "hubble_sources"
+    dims = ("channel", "source_height", "source_width")
+
+    def __init__(self, size: int = 32, crop: int = 40, split: str = "train", max_shift: int = 4):
+        if split not in ("train", "test", "all"):
+            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        for label, v, low in (("size", size, 2), ("crop", crop, 4), ("max_shift", max_shift, 0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{label} must be an integer >= {low}, got {v!r}")
+        self.size, self.crop, self.split, self.max_shift = size, crop, split, max_shift
+
+    def config(self) -> dict:
+        return {"size": self.size, "crop": self.crop, "split": self.split, "max_shift": self.max_shift}
+
+    @classmethod
+    def example(cls):
+        return cls(size=12, crop=16), {"batch": 2}
+
+    def __call__(self, batch: int = 1, generator: Optional[torch.Generator] = None,
+                 dtype: torch.dtype = torch.float32) -> Tensor:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return hubble_sources(batch, self.size, self.crop, self.split, seed, self.max_shift, dtype)

@@ -16,3 +16,15 @@ def invrim_forward_models():
             summary="strong lensing of a known source by a pixelated convergence map kappa (nonlinear)",
         ),
     ]
+
+
+@hookimpl
+def invrim_generators():
+    return [
+        Component(
+            name="hubble_sources",
+            factory="invrim_lensing.data:HubbleSources",
+            summary="galaxy sources cropped from scikit-image's bundled Hubble Deep Field",
+            requires=("skimage", "scipy"),
+        ),
+    ]

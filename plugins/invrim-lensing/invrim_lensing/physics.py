@@ -136,6 +136,7 @@ class SIELensing(_LensingBase, LinearForwardModel):
     x_dims = ("channel", "source_height", "source_width")
     y_dims = ("channel", "height", "width")
     y_is_complex = False
+    param_dims = {"lens": ("lens_parameter",), "psf": ("psf_height", "psf_width")}
 
     def __init__(self, source_pixels: int = 32, source_fov: float = 2.4, image_pixels: int = 64,
                  image_fov: float = 4.8, lens: Optional[Sequence[float]] = None, psf_sigma: float = 0.0,
@@ -168,6 +169,14 @@ class SIELensing(_LensingBase, LinearForwardModel):
         lens = torch.tensor([[1.0, 0.7, 0.4, 0.05, -0.1, 0.03, -0.02],
                              [0.8, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
         return model, x, {"lens": lens}
+
+    def sample_parameters(self, x: Tensor, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
+        """For simulation without a fixed ``lens``: one random SIE + shear ``lens`` ``(B, 7)`` per
+        sample (see :func:`invrim_lensing.data.random_lenses`)."""
+        if self.lens is not None:
+            return {}
+        from .data import random_lenses
+        return {"lens": random_lenses(x.shape[0], generator, dtype=x.dtype).to(x.device)}
 
     # -- ray tracing ---------------------------------------------------------------------------
     def _lens(self, like: Tensor, lens: Optional[Tensor]) -> Tensor:
