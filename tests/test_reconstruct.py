@@ -183,3 +183,25 @@ def test_sigkill_at_many_points_then_rerun_gives_the_uninterrupted_file(tmp_path
     with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
         assert a["done"][:].all()
         np.testing.assert_array_equal(a["x_hat"][:], b["x_hat"][:])
+
+
+def test_unwritable_output_location_is_one_clear_line(setup, tmp_path, monkeypatch, capsys):
+    import h5netcdf
+    root, run, test = setup
+
+    real = h5netcdf.File
+
+    def refuse(path, mode="r", *args, **kwargs):
+        if mode == "w":
+            raise PermissionError(13, "Permission denied")
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(h5netcdf, "File", refuse)
+    out = tmp_path / "r.h5"
+    assert main(["reconstruct", str(run), str(test), "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write" in err and "Permission denied" in err
+    assert not out.exists() and not (tmp_path / "r.h5.partial").exists()
+    monkeypatch.setattr("os.access", lambda *a, **k: False)
+    assert main(["reconstruct", str(run), str(test), "-o", str(out), "--quiet"]) == 2
+    assert "not writable" in capsys.readouterr().err

@@ -108,7 +108,13 @@ class DatasetWriter:
             missing = [d for d in dims if d not in sizes]
             if missing:
                 raise DataError(f"cannot write {self.path}: no size given for dimension(s) {missing} of {name!r}")
-        self._file = h5netcdf.File(self.partial, "w")
+        if not os.access(self.partial.parent, os.W_OK):
+            raise DataError(f"cannot write {self.path}: folder {self.partial.parent} is not writable")
+        try:
+            self._file = h5netcdf.File(self.partial, "w")
+        except OSError as e:
+            reason = e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
+            raise DataError(f"cannot write {self.path}: {reason}") from None
         try:
             self._file.dimensions = {SAMPLE: samples, **{d: int(s) for d, s in sizes.items()}}
             self._vars = {}
