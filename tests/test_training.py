@@ -145,6 +145,17 @@ def test_resume_continues_exactly(deblurring, tmp_path):
         make_rim(problem).fit(data, epochs=5, checkpoints_directory=tmp_path / "b", resume=False, **opts)
 
 
+def test_dataloader_workers_persist_and_change_nothing(deblurring):
+    """With worker processes (kept across epochs) the run is the same as without."""
+    problem, (y, x), _ = deblurring
+    data = torch.utils.data.TensorDataset(y[:32], x[:32])
+    val = torch.utils.data.TensorDataset(y[32:40], x[32:40])
+    opts = dict(learning_rate=2e-3, batch_size=8, seed=5, progress=False, validation_dataset=val)
+    plain = make_rim(problem).fit(data, epochs=3, **opts)
+    workers = make_rim(problem).fit(data, epochs=3, num_workers=2, **opts)
+    assert list(workers) == list(plain) and workers.val_loss == plain.val_loss
+
+
 def test_ema_weights_are_saved_and_left_in_the_model(deblurring, tmp_path):
     problem, (y, x), _ = deblurring
     rim = make_rim(problem)

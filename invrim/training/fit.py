@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, random_split
+from torch.utils.data import DataLoader, Dataset, random_split
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -237,17 +237,19 @@ def fit(
                                        write=False)
         start_epoch, step, seed = prepared
 
+    loaders: dict = {}
+
     def loader(ds: Dataset, epoch: int, train: bool) -> tuple[DataLoader, Optional[list]]:
-        if world > 1:                             # the single-process batches, split across ranks
-            order = dd.epoch_order(len(ds), train and shuffle, seed * 1000003 + epoch)
-            steps = dd.shard_batches(order, batch_size, rank, world)
-            return DataLoader(ds, batch_sampler=dd.StepSampler(steps), num_workers=num_workers), steps
-        if train and shuffle:
-            sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed * 1000003 + epoch))
-        else:
-            sampler = SequentialSampler(ds)
-        return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                          persistent_workers=False), None
+        """The epoch's batches: the seeded single-process order, split across ranks when
+        distributed. One DataLoader per dataset, so worker processes persist across epochs."""
+        key = (id(ds), train)
+        if key not in loaders:
+            sampler = _EpochBatches(len(ds), batch_size, train and shuffle, seed, rank, world)
+            loaders[key] = DataLoader(ds, batch_sampler=sampler, num_workers=num_workers,
+                                      persistent_workers=num_workers > 0)
+        dl = loaders[key]
+        dl.batch_sampler.set_epoch(epoch)
+        return dl, (dl.batch_sampler.steps if world > 1 else None)
 
     steps_per_epoch = math.ceil(len(dataset) / batch_size)
     total_steps = epochs * steps_per_epoch
@@ -358,6 +360,27 @@ def evaluate(rim, batches, device: torch.device, ema: Optional[EMA] = None, step
     if steps is not None:
         total, count = dd.all_sum([total, count])
     return total / max(count, 1)
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """Batch sampler of :func:`fit`: epoch ``e`` visits ``randperm(n)`` seeded by ``seed * 1000003 + e``
+    (what a seeded ``RandomSampler`` gives) in consecutive batches; under torchrun each rank gets
+    its share of every batch (see :func:`invrim.training.distributed.shard_batches`)."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, rank: int, world: int):
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world = rank, world
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        order = dd.epoch_order(self.n, self.shuffle, self.seed * 1000003 + epoch)
+        self.steps = dd.shard_batches(order, self.batch_size, self.rank, self.world)
+
+    def __iter__(self):
+        return iter([s.indices for s in self.steps])
+
+    def __len__(self) -> int:
+        return len(self.steps)
 
 
 class _null:
