@@ -41,6 +41,8 @@ import time
 from typing import Any, Callable
 
 import torch
+
+from machine_load import ForeignLoad  # benchmarks/machine_load.py (the script's folder is on sys.path)
 import torch.nn.functional as F
 
 # ----------------------------------------------------------------------------- set-up
@@ -179,40 +181,6 @@ def timeit(fn: Callable[[], None], device: torch.device) -> float:
 
 
 # ----------------------------------------------------------------------------- machine noise
-def _busy_jiffies() -> int:
-    """CPU time used by everything on the machine (all cores), in clock ticks."""
-    with open("/proc/stat") as f:
-        vals = [int(v) for v in f.readline().split()[1:]]
-    return sum(vals) - vals[3] - (vals[4] if len(vals) > 4 else 0)      # minus idle, iowait
-
-
-def _own_jiffies() -> int:
-    """CPU time used by this process (all its threads) and its reaped children."""
-    with open("/proc/self/stat") as f:
-        st = f.read()
-    fields = st[st.rindex(")") + 2:].split()
-    return sum(int(v) for v in fields[11:15])                           # utime stime cutime cstime
-
-
-class ForeignLoad:
-    """Average number of cores used by *other* processes while the block runs (Linux only)."""
-
-    def __enter__(self) -> "ForeignLoad":
-        self.value = None
-        try:
-            self._t, self._busy, self._own = time.perf_counter(), _busy_jiffies(), _own_jiffies()
-        except OSError:
-            self._t = None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._t is None:
-            return
-        dt = time.perf_counter() - self._t
-        other = (_busy_jiffies() - self._busy) - (_own_jiffies() - self._own)
-        self.value = max(0.0, other / os.sysconf("SC_CLK_TCK") / max(dt, 1e-9))
-
-
 def wait_quiet(threshold: float, deadline: float, interval: float = 2.0) -> float | None:
     """Sleep until other processes use at most ``threshold`` cores (or ``deadline`` passes)."""
     announced = False
