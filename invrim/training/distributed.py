@@ -4,8 +4,9 @@ invrim uses torch's own distributed engine. Under ``torchrun`` (``WORLD_SIZE > 1
 environment) :func:`init_if_needed` joins the process group (``nccl`` when CUDA is available,
 ``gloo`` otherwise); a script may also initialise it itself beforehand. Every global batch is the
 same as in a single-process run and is split across ranks; gradients are averaged over the whole
-global batch with one all-reduce per step, so the training curve matches a single process with the
-same global batch size.
+global batch with one all-reduce of the flattened gradients per step (plus a tiny one of the loss,
+which every rank needs for logging and the non-finite check), so the training curve matches a single
+process with the same global batch size.
 
 A RIM calls its backbone ``T`` times per step, which DistributedDataParallel's module wrapper does
 not support without a static graph; averaging the flattened gradients directly is what its
