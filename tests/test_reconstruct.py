@@ -177,8 +177,9 @@ def test_sigkill_at_many_points_then_rerun_gives_the_uninterrupted_file(tmp_path
             progress.append(-1)
     print("done counts after each kill:", progress)
     assert any(0 < p < 1200 for p in progress), progress         # at least one kill landed mid-run
-    final = subprocess.run(cmd + ["-o", str(out)], env=env, capture_output=True, text=True)
-    assert final.returncode == 0, final.stderr
+    if not out.exists():         # (a fast machine may finish the job during the last attempt)
+        final = subprocess.run(cmd + ["-o", str(out)], env=env, capture_output=True, text=True)
+        assert final.returncode == 0, final.stderr
     assert not partial.exists()
     with h5py.File(out, "r") as a, h5py.File(reference, "r") as b:
         assert a["done"][:].all()
