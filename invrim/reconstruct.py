@@ -152,6 +152,8 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     overwrite
         Replace a complete ``output`` (and discard an unfinished one).
 
+    Notes
+    -----
     Under ``torchrun`` each rank reconstructs a contiguous block of the batches into its own part
     file (``OUT.part<rank>of<world>``, crash-safe and resumable like the single-process output);
     rank 0 then merges the parts into ``OUT``. The batches are the single-process ones, so the

@@ -179,6 +179,8 @@ class Hourglass(Backbone):
             decoder.append(_Level([conv_nd(d, c, c, kernel_size) for _ in range(num_layers)], up))
         self.decoder = nn.ModuleList(decoder)
         self.output_layer = conv_nd(d, c, channels, 1)
+        if self._channels_last:          # weights in the activations' layout: no per-call reorders
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, score: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         act = self.act

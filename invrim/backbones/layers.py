@@ -230,7 +230,8 @@ def use_channels_last(dimensions: int) -> bool:
     (hourglass training about 15% faster, inference faster still), whereas ``channels_last_3d``
     was an order of magnitude *slower* for 3-D convolutions, and the full-resolution GRUs of
     UNet / RIMCell lose more on channel-sliced elementwise ops than they gain, so those stay
-    in the default layout. Parameters always keep the default layout.
+    in the default layout. The 2-D hourglass stores its conv weights channels-last too (about 3 %
+    faster training steps: no weight reorder per call); checkpoints are written contiguous.
     """
     return dimensions == 2
 

@@ -45,6 +45,8 @@ class Blur(LinearForwardModel):
         ``[low, high]`` makes :meth:`sample_parameters` draw one PSF per sample with a width
         uniform in the range (for simulation). ``psf_size`` (odd) defaults to ``2⌈3σ_max⌉ + 1``.
 
+    Notes
+    -----
     ``x`` has shape ``(B, C, *spatial)``; every channel is blurred by the same PSF. This is a true
     convolution (the PSF is flipped), as in ``scipy.signal.convolve(..., mode="same")``.
     """

@@ -21,6 +21,8 @@ class Inpainting(LinearForwardModel):
         For simulation without a fixed mask: :meth:`sample_parameters` draws a random binary
         ``mask`` ``(B, H, W)`` per sample observing each pixel with this probability.
 
+    Notes
+    -----
     The missing pixels of ``y`` are zero; the pseudo-inverse is ``m ⊙ y`` (missing pixels left at
     zero), which is exact on the observed pixels for a binary mask.
     """

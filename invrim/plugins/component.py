@@ -29,6 +29,8 @@ class Component:
         Import names the factory needs (e.g. ``("caustics",)``); when one is missing the
         component stays listed with status ``missing-deps`` and building it says what to install.
 
+    Notes
+    -----
     The registry fills ``kind``, ``plugin``, ``distribution`` and ``version``.
     """
 

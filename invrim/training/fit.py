@@ -173,6 +173,8 @@ def fit(
     logdir, logname
         torch-rim's way to name the folder: ``checkpoints_directory = logdir/logname``.
 
+    Notes
+    -----
     Under ``torchrun`` (or an initialised process group) every global batch of ``batch_size``
     samples is split across the ranks and the gradients are averaged over it, so the run follows
     the single-process one; rank 0 alone writes checkpoints and logs; validation covers all ranks.
