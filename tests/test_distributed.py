@@ -142,7 +142,7 @@ def _descendants(pid: int) -> list[int]:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker processes")
 def test_killed_torchrun_reconstruction_resumes_to_the_same_file(tmp_path):
     """SIGKILL the torchrun agent and both workers mid-run (a lost node); rerunning finishes the job."""
-    path = simulate(tmp_path / "big.h5", "blur", "gaussian", 700, generator="ellipses",
+    path = simulate(tmp_path / "big.h5", "blur", "gaussian", 1500, generator="ellipses",
                     forward_model_config={"psf_sigma": [0.8, 1.5]}, generator_config={"shape": [16, 16]},
                     seed=4, progress=False)
     run = tmp_path / "run"
@@ -159,7 +159,7 @@ def test_killed_torchrun_reconstruction_resumes_to_the_same_file(tmp_path):
         if len(parts) == 2:
             break
         time.sleep(0.005)
-    time.sleep(0.5)
+    time.sleep(0.3)
     for pid in reversed(_descendants(proc.pid)):
         try:
             os.kill(pid, signal.SIGKILL)
