@@ -442,8 +442,15 @@ def _create_output(partial: Path, out: Path, start: int, stop: int, settings: di
         variables[TRAJECTORY_NMSE] = ((STEP,), np.float64)
     attrs = dataset.info.attrs
     providers = attrs.get("providers") or {}
-    versions = {**(attrs.get("versions") or {}), "invrim": version, "torch": torch.__version__,
-                "python": platform.python_version()}
+    versions = {"invrim": version, "torch": torch.__version__, "python": platform.python_version()}
+    from importlib import metadata
+    for provider in providers.values():          # the plugins doing the work now (maybe newer
+        dist = (provider or {}).get("distribution")   # than the ones that made the input file)
+        if dist and dist not in versions:
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = None
     file_attrs = {
         "invrim_format": OUTPUT_FORMAT,
         "forward_model": attrs["forward_model"], "forward_model_config": attrs["forward_model_config"],
