@@ -4,8 +4,8 @@ invrim uses torch's own distributed engine. Under ``torchrun`` (``WORLD_SIZE > 1
 environment) :func:`init_if_needed` joins the process group (``nccl`` when CUDA is available,
 ``gloo`` otherwise); a script may also initialise it itself beforehand. Every global batch is the
 same as in a single-process run and is split across ranks; gradients are averaged over the whole
-global batch with one all-reduce of the flattened gradients per step (plus a tiny one of the loss,
-which every rank needs for logging and the non-finite check), so the training curve matches a single
+global batch with one all-reduce per step (the flattened gradients with the loss appended, which
+every rank needs for logging and the non-finite check), so the training curve matches a single
 process with the same global batch size.
 
 A RIM calls its backbone ``T`` times per step, which DistributedDataParallel's module wrapper does
@@ -104,20 +104,25 @@ def broadcast_parameters(module: torch.nn.Module) -> None:
         dist.broadcast(t.data, src=0)
 
 
-def average_gradients(parameters: Sequence[torch.nn.Parameter], local_count: int, global_count: int) -> None:
-    """Turn each rank's gradient of its local mean loss into the gradient of the global mean:
-    ``Σ_r n_r g_r / Σ_r n_r``, with one all-reduce of the flattened gradients."""
+def average_gradients(parameters: Sequence[torch.nn.Parameter], local_count: int, global_count: int,
+                      extra: Sequence[float] = ()) -> list[float]:
+    """Turn each rank's gradient of its local mean loss into the gradient of the global mean,
+    ``Σ_r n_r g_r / Σ_r n_r``, with one all-reduce of the flattened gradients; ``extra`` numbers
+    ride along in the same collective and come back summed over the ranks."""
     if not active():
-        return
+        return list(extra)
     params = [p for p in parameters if p.requires_grad]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads]) * (local_count / global_count)
+    if extra:
+        flat = torch.cat([flat, torch.tensor(list(extra), dtype=flat.dtype, device=flat.device)])
     dist.all_reduce(flat)
     offset = 0
     for p in params:
         n = p.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
+        p.grad = torch.empty_like(p).copy_(flat[offset:offset + n].view(p.shape))   # p's memory layout
         offset += n
+    return flat[offset:].tolist()
 
 
 @dataclass

@@ -278,19 +278,22 @@ def fit(
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss = rim.loss_fn(y, x, *args, **kwargs)
-            if steps is not None:                 # the global batch's mean loss, on every rank
+            if steps is not None:
+                # one all-reduce carries the gradients and the loss: the global batch's mean loss
+                # reaches every rank, so all of them take the same decision below
                 local, n = steps[i].local_count, steps[i].global_count
-                value = dd.all_sum([float(loss.detach()) * local if local else 0.0])[0] / n
+                if local:
+                    loss.backward()
+                loss_sum = float(loss.detach()) * local if local else 0.0
+                value = dd.average_gradients(list(model.parameters()), local, n, extra=[loss_sum])[0] / n
             else:
                 local, n = y.shape[0], y.shape[0]
                 value = float(loss.detach())
+                if math.isfinite(value):
+                    loss.backward()
             if not math.isfinite(value):
                 nonfinite = f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}"
                 break
-            if local:
-                loss.backward()
-            if steps is not None:
-                dd.average_gradients(list(model.parameters()), local, n)
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
             optimizer.step()
