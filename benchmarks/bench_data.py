@@ -62,7 +62,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler  # noqa: E402
 
-from machine_load import ForeignLoad, wait_quiet  # noqa: E402  (benchmarks/ is on sys.path)
+from machine_load import ForeignLoad, cpu_name, wait_quiet  # noqa: E402  (benchmarks/ is on sys.path)
 
 # ----------------------------------------------------------------------------- data sets
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -294,15 +294,7 @@ def breakdown(path: Path, ds, n: int = 1024) -> dict[str, float]:
 # ----------------------------------------------------------------------------- reporting
 def machine() -> dict[str, Any]:
     import h5py
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name"):
-                    cpu = ln.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version,
             "torch_threads": torch.get_num_threads(), "platform": platform.platform()}

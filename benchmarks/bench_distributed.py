@@ -551,7 +551,7 @@ def report(out: dict[str, Any]) -> str:
         lines.append("NOT TIMED (the library no longer has these names; their columns read 0 or -): "
                      + ", ".join(missing))
     if out.get("discarded_attempts"):
-        lines.append(f"runs thrown away (others too busy): " + "; ".join(
+        lines.append("runs thrown away (others too busy): " + "; ".join(
             f"{d['what']} ({d['foreign_cores']:.2f} cores)" for d in out["discarded_attempts"]))
     return "\n".join(lines)
 

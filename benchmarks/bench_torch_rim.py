@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import torch
 
-from machine_load import ForeignLoad  # benchmarks/machine_load.py (the script's folder is on sys.path)
+from machine_load import ForeignLoad, cpu_name, wait_quiet  # benchmarks/machine_load.py (the script's folder is on sys.path)
 import torch.nn.functional as F
 
 # ----------------------------------------------------------------------------- set-up
@@ -181,19 +181,6 @@ def timeit(fn: Callable[[], None], device: torch.device) -> float:
 
 
 # ----------------------------------------------------------------------------- machine noise
-def wait_quiet(threshold: float, deadline: float, interval: float = 2.0) -> float | None:
-    """Sleep until other processes use at most ``threshold`` cores (or ``deadline`` passes)."""
-    announced = False
-    while True:
-        with ForeignLoad() as fl:
-            time.sleep(interval)
-        if fl.value is None or fl.value <= threshold or time.perf_counter() > deadline:
-            return fl.value
-        if not announced:
-            print(f"    waiting: other processes use {fl.value:.1f} cores", flush=True)
-            announced = True
-
-
 class Noise:
     """Policy for rounds disturbed by other processes (see ``--max-foreign``)."""
 
@@ -229,7 +216,7 @@ def interleaved(fns: dict[str, Callable[[], None]], device: torch.device, warmup
     while r < repeats and attempts < 3 * repeats:
         attempts += 1
         if noise.active:
-            wait_quiet(noise.threshold, noise.deadline)
+            wait_quiet(noise.threshold, max(0.0, noise.deadline - time.perf_counter()))
         order = keys if r % 2 == 0 else keys[::-1]
         with ForeignLoad() as fl:
             got = {k: timeit(fns[k], device) for k in order}
@@ -424,15 +411,7 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for ln in f:
-                if ln.startswith("model name"):
-                    cpu = ln.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     try:
         load = os.getloadavg()
     except OSError:
@@ -536,7 +515,7 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in tt.items()}
         pmed = {k: statistics.median(v) for k, v in pt.items()}
         print(f"T={T:>3}  train: " + "  ".join(f"{k} {fmt_s(v)}" for k, v in med.items())
-              + f"  | predict: " + "  ".join(f"{k} {fmt_s(v)}" for k, v in pmed.items())
+              + "  | predict: " + "  ".join(f"{k} {fmt_s(v)}" for k, v in pmed.items())
               + f"  | others: {statistics.median(tl):.2f}/{statistics.median(pl):.2f} cores"
               + f"  [{time.perf_counter() - t_start:.0f} s]",
               flush=True)

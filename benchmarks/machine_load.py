@@ -6,8 +6,21 @@ during a block, :func:`wait_quiet` waits for the machine to calm down.
 from __future__ import annotations
 
 import os
+import platform
 import time
 from typing import Optional
+
+
+def cpu_name() -> str:
+    """The CPU model from ``/proc/cpuinfo`` (or what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for ln in f:
+                if ln.startswith("model name"):
+                    return ln.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
 
 
 def busy_jiffies() -> int:

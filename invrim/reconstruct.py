@@ -25,8 +25,8 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from .data.io import DatasetWriter, partial_path
-from .data.schema import ESTIMATE, OBSERVATION, SAMPLE, TRUTH, DataError, decode_attrs
+from .data.io import DatasetWriter, output_problem, partial_path
+from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError, decode_attrs
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     run, obs, out = Path(run), Path(observations), Path(output)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    problem = _check_output(out, obs, overwrite) if rank == 0 else None
+    problem = output_problem(out, overwrite, inputs=[obs]) if rank == 0 else None
     problem = dd.broadcast_object(problem)
     if problem:
         raise DataError(problem)
@@ -248,19 +248,6 @@ def _distributed(out: Path, partial: Path, n: int, batch_size: int, settings: di
         raise failed
     if message is not None:
         raise DataError(message)
-
-
-def _check_output(out: Path, obs: Path, overwrite: bool) -> Optional[str]:
-    """What is wrong with the output location, or None."""
-    if out.is_dir():
-        return f"{out} is a folder; give an output file name"
-    if out.exists() and not overwrite:
-        return f"{out} already exists (a complete reconstruction); pass --overwrite (overwrite=True) to replace it"
-    if out.exists() and obs.exists() and out.resolve() == obs.resolve():
-        return f"the output {out} is the observation file itself"
-    if not out.parent.is_dir():
-        return f"cannot write {out}: folder {out.parent} does not exist"
-    return None
 
 
 def _open(path: Path, out: Path, start: int, stop: int, batch_size: int, settings: dict, job: dict) -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -11,7 +10,7 @@ from torch import Tensor, nn
 from torch.func import vjp
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from .backbones.base import Backbone, Hidden
+from .backbones.base import Hidden
 from .links import resolve_link
 from .problem import Problem
 
@@ -96,6 +95,19 @@ def _call_with_optional_args(fn: Callable, y: Tensor, args: tuple, kwargs: dict)
     except ValueError:
         pass
     return fn(y, *args, **kwargs)
+
+
+def _checked_device(device: Union[str, torch.device]) -> torch.device:
+    """``device`` as a torch.device, or a one-line ValueError when it is malformed or absent here."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"invalid device {device!r}: {str(e).splitlines()[0]}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available here; use 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 class RIM(nn.Module):
@@ -211,7 +223,7 @@ class RIM(nn.Module):
             settings["loss_weights"] = settings["loss_weights"].tolist()
 
         if device is not None:
-            model = model.to(device)
+            model = model.to(_checked_device(device))
         self.model = model
         self.dimensions = tuple(int(d) for d in dimensions)
         self.C = getattr(model, "channels", None)

@@ -355,3 +355,13 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
     rim = RIM((8, 8), net, score_fn=lambda x, y: y - x)
     with pytest.raises(ValueError, match="x_true has shape"):
         rim.loss_fn(torch.rand(2, 1, 8, 8), torch.rand(2, 1, 4, 4))
+
+
+def test_unavailable_or_malformed_device_is_one_clear_line():
+    from invrim import Hourglass
+    for device, message in (("gpu9", "invalid device"), ("cuda", "CUDA is not available")):
+        if device == "cuda" and torch.cuda.is_available():
+            continue
+        with pytest.raises(ValueError, match=message):
+            RIM((8, 8), Hourglass(1, dimensions=2, nf=4, hidden_units=8), score_fn=lambda x, y: y - x,
+                device=device)

@@ -48,6 +48,28 @@ def to_numpy(array: Any) -> np.ndarray:
     return array.astype(np.uint8) if array.dtype == np.bool_ else array
 
 
+def output_problem(path: PathLike, overwrite: bool, inputs: Sequence[PathLike] = ()) -> Optional[str]:
+    """What stops ``path`` from being written as a new output file (one line), or None."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder; give an output file name"
+    if path.exists() and not overwrite:
+        return f"{path} already exists; pass --overwrite (overwrite=True) to replace it"
+    for source in inputs:
+        if source is not None and path.exists() and Path(source).exists() and path.resolve() == Path(source).resolve():
+            return f"the output {path} is the input file itself"
+    if not path.parent.is_dir():
+        return f"cannot write {path}: folder {path.parent} does not exist"
+    return None
+
+
+def check_output(path: PathLike, overwrite: bool, inputs: Sequence[PathLike] = ()) -> None:
+    """Raise a :class:`DataError` when ``path`` cannot be written (see :func:`output_problem`)."""
+    problem = output_problem(path, overwrite, inputs)
+    if problem:
+        raise DataError(problem)
+
+
 def base_attrs() -> dict[str, Any]:
     """The attributes every file invrim writes carries."""
     return {"invrim_format": FORMAT, "invrim_format_version": FORMAT_VERSION, "invrim_version": __version__,
@@ -88,12 +110,7 @@ class DatasetWriter:
         import h5netcdf
 
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise DataError(f"{self.path} already exists; pass overwrite=True (--overwrite) to replace it")
-        if self.path.is_dir():
-            raise DataError(f"{self.path} is a folder, not a file name")
-        if not self.path.parent.is_dir():
-            raise DataError(f"cannot write {self.path}: folder {self.path.parent} does not exist")
+        check_output(self.path, overwrite)
         if not isinstance(samples, int) or samples < 1:
             raise DataError(f"cannot write {self.path}: the number of samples must be >= 1, got {samples!r}")
         self.samples = samples

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import DatasetWriter
+from .io import DatasetWriter, check_output
 from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, check_dim_names, dim_options
 
 #: Samples drawn per random stream. Fixed (not a user option) so that a seed gives the same file
@@ -61,8 +61,6 @@ class _SourceTruth:
     """Reads ``x`` from an existing file in blocks, axes put in the forward model's order."""
 
     def __init__(self, path: Union[str, os.PathLike], x_dims: tuple[str, ...], variable: str = TRUTH):
-        from einops import rearrange  # noqa: F401  (fail early if missing)
-
         from .validation import open_h5
         self.path = Path(path)
         with open_h5(self.path) as f:
@@ -135,10 +133,7 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     """
     from .. import __version__
     out = Path(path)
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} already exists; pass overwrite=True (--overwrite) to replace it")
-    if not out.parent.is_dir():
-        raise DataError(f"cannot write {out}: folder {out.parent} does not exist")
+    check_output(out, overwrite, inputs=[source])     # before any (possibly long) simulation
     if (generator is None) == (source is None):
         raise ValueError("give exactly one of generator (a name) or source (a file with ground truth x)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -33,7 +33,6 @@ class FileInfo:
     parameters: list[str]
     problem: Any = None
     has_truth: bool = False
-    coordinates: dict[str, Any] = field(default_factory=dict)
 
 
 def _fmt(dims) -> str:

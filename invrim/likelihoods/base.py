@@ -1,9 +1,12 @@
 """Likelihood base class: energy (negative log-likelihood), score and noise simulation."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from torch import Tensor
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Likelihood:
