@@ -18,7 +18,7 @@ from invrim.backbones import (
     Unet,
     build_backbone,
 )
-from invrim.backbones.layers import ConvGRU, fast_tanh, fast_tanh_, get_activation
+from invrim.backbones.layers import ConvGRU, fast_tanh, fast_tanh_, get_activation, pointwise_conv
 
 # Small architectures keep the whole module fast on 2 CPU cores.
 SMALL = {
@@ -347,6 +347,62 @@ def test_fast_tanh_matches_tanh():
     assert torch.autograd.gradcheck(fast_tanh, (t,))
     assert torch.autograd.gradgradcheck(fast_tanh, (t,))
     assert torch.autograd.gradgradcheck(lambda v: fast_tanh_(v * 1.0), (t,))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # inside torch.func
+def test_fast_tanh_forward_mode_and_both_autograd_paths():
+    t = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    expected = 1 - torch.tanh(t.detach()) ** 2
+    # plain autograd uses the classic-style twin (no per-call signature binding) ...
+    assert type(fast_tanh(t).grad_fn).__name__ == "_FastTanhEagerBackward"
+    assert torch.autograd.gradcheck(fast_tanh, (t,), check_forward_ad=True)
+    assert torch.autograd.gradcheck(lambda v: fast_tanh_(v * 1.0), (t,), check_forward_ad=True)
+    # ... torch.func transforms the setup_context-style original
+    for fn in (fast_tanh, lambda v: fast_tanh_(v * 1.0)):
+        assert torch.allclose(torch.func.grad(lambda v: fn(v).sum())(t.detach()), expected)
+        _, tangent = torch.func.jvp(fn, (t.detach(),), (torch.ones_like(t),))
+        assert torch.allclose(tangent, expected)
+        assert torch.allclose(torch.func.vmap(fn)(t.detach()[None].repeat(3, 1)), torch.tanh(t.detach()))
+
+
+class _Conv:
+    """What :func:`pointwise_conv` reads from a kernel-1 convolution module."""
+
+    def __init__(self, weight, bias=None):
+        self.weight, self.bias = weight, bias
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # inside torch.func
+@pytest.mark.parametrize("out_channels", [1, 3])
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_conv_matches_1x1_convolution(out_channels, bias):
+    cl = torch.channels_last
+    x = torch.randn(2, 5, 7, 6, dtype=torch.float64).contiguous(memory_format=cl).requires_grad_()
+    w = torch.randn(out_channels, 5, 1, 1, dtype=torch.float64).contiguous(memory_format=cl)
+    args = (x, w.requires_grad_()) + ((torch.randn(out_channels, dtype=torch.float64,
+                                                   requires_grad=True),) if bias else ())
+
+    def ours(v, weight, b=None):
+        return pointwise_conv(_Conv(weight, b), v)
+
+    def reference(v, weight, b=None):
+        return torch.nn.functional.conv2d(v, weight, b)
+
+    assert torch.allclose(ours(*args), reference(*args), atol=1e-12)
+    g = torch.randn(2, out_channels, 7, 6, dtype=torch.float64)
+    grads = torch.autograd.grad(ours(*args), args, g)
+    for got, expected in zip(grads, torch.autograd.grad(reference(*args), args, g)):
+        assert torch.allclose(got, expected, atol=1e-12)
+    assert grads[0].is_contiguous(memory_format=cl)
+    assert torch.autograd.gradcheck(ours, args, check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(ours, args)
+    # under torch.func the setup_context-style Function is used
+    plain = [a.detach() for a in args]
+    argnums = tuple(range(len(args)))
+    got = torch.func.grad(lambda *a: ours(*a).square().sum(), argnums=argnums)(*plain)
+    expected = torch.func.grad(lambda *a: reference(*a).square().sum(), argnums=argnums)(*plain)
+    for a, b in zip(got, expected):
+        assert torch.allclose(a, b, atol=1e-10)
 
 
 def test_activation_lookup():
