@@ -311,3 +311,55 @@ def test_plot_sample_shapes(case, tmp_path):
     assert any(expect in t for t in texts), texts
     save_figure(fig, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------------------------
+# show a data file (before training)
+# ---------------------------------------------------------------------------------------------
+def test_show_data_file_panels_metrics_and_parameters(blur, tmp_path, capsys):
+    import matplotlib.pyplot as plt
+
+    from invrim.data import HDF5Dataset
+    from invrim.figures import plot_data_sample
+    assert main(["show", str(blur["test"]), "--index", "-2", "-o", str(tmp_path / "data.png")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    _check_png(tmp_path / "data.png")
+
+    fig = plot_data_sample(blur["test"], 4)
+    titles = [ax.get_title() for ax in fig.get_axes()]
+    assert [t.splitlines()[0] for t in titles if t] == ["Observation y", "Adjoint (baseline)", "Truth x"]
+    # the baseline's PSNR, recomputed independently: the problem's adjoint, skimage's PSNR
+    with h5py.File(blur["test"], "r") as f:
+        x = f["x"][4].astype(np.float64)
+        y = torch.from_numpy(f["y"][4:5])
+        psf = torch.from_numpy(f["psf"][4:5])
+    ds = HDF5Dataset(blur["test"])
+    base = ds.problem.approximate_inverse(y, psf=psf).double().numpy()[0]
+    ds.close()
+    expected = peak_signal_noise_ratio(x, base, data_range=x.max() - x.min())
+    assert f"PSNR {expected:.1f} dB" in titles[1]
+    head = fig._suptitle.get_text()
+    assert "sample 4 of 10" in head and "psf = 13×13" in head
+    plt.close(fig)
+
+
+def test_show_observation_only_data_file_and_errors(blur, tmp_path, capsys):
+    import xarray as xr
+
+    import matplotlib.pyplot as plt
+
+    from invrim.data import write_dataset
+    from invrim.figures import plot_data_sample
+    with xr.open_dataset(blur["test"], engine="h5netcdf") as ds:
+        obs_only = ds.drop_vars("x").load()
+    obs_only.attrs = dict(ds.attrs)
+    obs = write_dataset(obs_only, tmp_path / "obs.h5")
+    fig = plot_data_sample(obs, 0)
+    titles = [ax.get_title().splitlines()[0] for ax in fig.get_axes() if ax.get_title()]
+    assert titles == ["Observation y", "Adjoint (baseline)"]
+    plt.close(fig)
+    _one_line_error(capsys, ["show", blur["test"], "--index", "10", "-o", tmp_path / "d.png"],
+                    "out of range", "10 samples")
+    _one_line_error(capsys, ["show", blur["test"], "--truth", blur["test"], "-o", tmp_path / "d.png"],
+                    "is a data file")
+    assert not (tmp_path / "d.png").exists()
