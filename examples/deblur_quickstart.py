@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from invrim import RIM, Gaussian, Hourglass, Problem
+from invrim import RIM, Gaussian, Hourglass, Problem, metrics
 from invrim.physics.blur import Blur, gaussian_psf
 
 
@@ -39,8 +39,8 @@ def shapes(n: int, size: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
-    mse = ((estimate - truth) ** 2).flatten(1).mean(1)
-    return float((10 * torch.log10(1.0 / mse)).mean())
+    """Mean PSNR (dB) over the batch; the images lie in [0, 1]."""
+    return float(metrics.psnr(estimate, truth, data_range=1.0).mean())
 
 
 def wiener(y: torch.Tensor, psf: torch.Tensor, lam: float) -> torch.Tensor:

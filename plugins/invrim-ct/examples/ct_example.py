@@ -13,11 +13,10 @@ import argparse
 import math
 import time
 
-import numpy as np
 import torch
 
 import invrim
-from invrim import Problem
+from invrim import Problem, metrics
 from invrim.likelihoods import Gaussian
 from invrim_ct.physics import ParallelBeamCT
 
@@ -52,8 +51,7 @@ def ellipse_phantoms(n: int, size: int, generator: torch.Generator) -> torch.Ten
 
 def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Per-sample PSNR (dB) with a data range of 1 (the phantoms lie in [0, 1])."""
-    mse = ((estimate - truth) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse)
+    return metrics.psnr(estimate, truth, data_range=1.0)
 
 
 def main() -> None:

@@ -15,13 +15,12 @@ reconstruct the pixelated source with
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import torch
 from torch.utils.data import Dataset
 
-from invrim import RIM, Hourglass, Problem
+from invrim import RIM, Hourglass, Problem, metrics
 from invrim.likelihoods import Gaussian
 from invrim_lensing.data import hubble_sources, random_lenses
 from invrim_lensing.physics import SIELensing
@@ -38,8 +37,7 @@ PSF_SIGMA = 1.0     # image pixels
 
 def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Per-sample PSNR (dB) for images with peak 1."""
-    mse = ((estimate - truth) ** 2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse)
+    return metrics.psnr(estimate, truth, data_range=1.0)
 
 
 class LensedSources(Dataset):

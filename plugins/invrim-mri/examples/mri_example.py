@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from invrim import RIM, Gaussian, Hourglass, Problem
+from invrim import RIM, Gaussian, Hourglass, Problem, metrics
 from invrim_mri.coils import gaussian_coil_maps
 from invrim_mri.fft import ifft2c, magnitude
 from invrim_mri.masks import random_mask
@@ -56,8 +56,7 @@ def simulate(n, size, coils, acceleration, center_fraction, problem, g):
 
 def psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:
     """Mean PSNR (dB) of magnitude images ``(B, H, W)``, peak 1 (the phantoms' maximum)."""
-    mse = ((estimate - truth) ** 2).flatten(1).mean(1)
-    return float((10 * torch.log10(1.0 / mse)).mean())
+    return float(metrics.psnr(estimate, truth, data_range=1.0).mean())
 
 
 def cg_sense(op, y, mask, sens, lam, iterations=30):
