@@ -415,6 +415,18 @@ def to_json(result: dict[str, Any], per_sample: bool = True, indent: Optional[in
 # ----------------------------------------------------------------------------------------------
 # one sample, for figures
 # ----------------------------------------------------------------------------------------------
+def sample_index(index: int, samples: int, path: PathLike) -> int:
+    """``index`` as a position in ``0 … samples-1`` (negative counts from the end); a one-line
+    :class:`DataError` naming ``path`` when it is not an integer or out of range."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise DataError(f"the sample index must be an integer, got {index!r}")
+    i = int(index) + samples if index < 0 else int(index)
+    if not 0 <= i < samples:
+        raise DataError(f"sample index {index} is out of range: {path} holds {samples} samples "
+                        f"(0 to {samples - 1})")
+    return i
+
+
 def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] = None,
                 observations: Optional[PathLike] = None) -> dict[str, Any]:
     """Everything about sample ``index`` of a reconstruction file, as CPU tensors without the
@@ -430,11 +442,7 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
     src = open_sources(reconstruction, truth=truth, observations=observations, require_truth=False)
     try:
         n = src.samples
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise DataError(f"the sample index must be an integer, got {index!r}")
-        i = int(index) + n if index < 0 else int(index)
-        if not 0 <= i < n:
-            raise DataError(f"sample index {index} is out of range: {src.path} holds {n} samples (0 to {n - 1})")
+        i = sample_index(index, n, src.path)
         out: dict[str, Any] = {"index": i, "samples": n, "x_dims": src.x_dims, "attrs": src.attrs,
                                "complex_channels": src.complex_channels, "baseline_name": src.baseline,
                                "notes": list(src.notes), "path": src.path}

@@ -210,8 +210,8 @@ def _draw_observation(fig, ax, sample, x_how: str = "") -> None:
             _image(fig, ax, img, title, OBSERVATION_CMAP, lo, hi, dims, axes_labels=True)
         else:
             from .evaluation import _observation_comparable
-            x_ref = next(sample[k] for k in ("x_hat", "truth", "baseline") if sample.get(k) is not None)
-            comparable = _observation_comparable(y[None], tuple(x_ref.shape))
+            x_ref = next((sample[k] for k in ("x_hat", "truth", "baseline") if sample.get(k) is not None), None)
+            comparable = x_ref is not None and _observation_comparable(y[None], tuple(x_ref.shape))
             lo, hi = _limits(a, robust=True)
             _image(fig, ax, a, title, IMAGE_CMAP if comparable else OBSERVATION_CMAP, lo, hi, dims,
                    axes_labels=not comparable)
@@ -503,17 +503,13 @@ def plot_data_sample(data: PathLike, index: int = 0, *, output: Optional[PathLik
 
     from .data import HDF5Dataset, validate
     from .data.schema import OBSERVATION, TRUTH
-    from .evaluation import baseline_name
+    from .evaluation import baseline_name, sample_index
 
     if output is not None:
         _check_output(output)
     info = validate(data, check_values=False)
     n = info.samples
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise DataError(f"the sample index must be an integer, got {index!r}")
-    i = int(index) + n if index < 0 else int(index)
-    if not 0 <= i < n:
-        raise DataError(f"sample index {index} is out of range: {info.path} holds {n} samples (0 to {n - 1})")
+    i = sample_index(index, n, info.path)
     ds = HDF5Dataset(data, info=info)
     try:
         batch = ds.read(i, i + 1)

@@ -237,17 +237,12 @@ def _distributed(out: Path, partial: Path, n: int, batch_size: int, settings: di
         if failed is not None:
             raise failed
         raise DataError(f"another rank failed while reconstructing {job['dataset'].path}; rerun to resume")
-    if rank == 0:
-        try:
-            _open(partial, out, 0, n, batch_size, settings, job)
-            _merge(partial, [out.with_name(f"{out.name}.part{r}of{world}") for r in range(world)])
-        except BaseException as e:
-            failed = e
-    message = dd.broadcast_object(None if failed is None else str(failed))
-    if failed is not None:
-        raise failed
-    if message is not None:
-        raise DataError(message)
+
+    def merge() -> None:
+        _open(partial, out, 0, n, batch_size, settings, job)
+        _merge(partial, [out.with_name(f"{out.name}.part{r}of{world}") for r in range(world)])
+
+    dd.on_main(merge, DataError)
 
 
 def _open(path: Path, out: Path, start: int, stop: int, batch_size: int, settings: dict, job: dict) -> int:

@@ -363,3 +363,15 @@ def test_show_observation_only_data_file_and_errors(blur, tmp_path, capsys):
     _one_line_error(capsys, ["show", blur["test"], "--truth", blur["test"], "-o", tmp_path / "d.png"],
                     "is a data file")
     assert not (tmp_path / "d.png").exists()
+
+
+def test_observation_panel_without_anything_x_shaped():
+    """A data file with no truth and a physics without a baseline: the observation is still drawn."""
+    import matplotlib.pyplot as plt
+
+    from invrim.figures import _draw_observation
+    fig, ax = plt.subplots()
+    y = torch.rand(12, 10)
+    _draw_observation(fig, ax, {"y": y, "y_dims": ("detector", "angle"), "metrics": {}})
+    assert ax.get_title() == "Observation y" and ax.get_ylabel() == "detector"
+    plt.close(fig)

@@ -163,14 +163,19 @@ def check_gradients_flow(model, x: Tensor, **params: Any) -> list[str]:
     return ["gradients"]
 
 
-def check_config_roundtrip(model, x: Optional[Tensor] = None, **params: Any) -> list[str]:
-    """``type(model)(**config())`` survives JSON and rebuilds an equivalent model."""
-    cfg = model.config()
+def _rebuilt_from_config(obj: Any, name: str) -> tuple[dict, Any]:
+    """``obj.config()`` and ``type(obj)(**config)`` after a trip through JSON."""
+    cfg = obj.config()
     try:
         text = json.dumps(cfg)
     except TypeError as e:
-        raise AssertionError(f"{_name(model)}: config() is not JSON-serialisable: {e}") from None
-    rebuilt = type(model)(**json.loads(text))
+        raise AssertionError(f"{name}: config() is not JSON-serialisable: {e}") from None
+    return cfg, type(obj)(**json.loads(text))
+
+
+def check_config_roundtrip(model, x: Optional[Tensor] = None, **params: Any) -> list[str]:
+    """``type(model)(**config())`` survives JSON and rebuilds an equivalent model."""
+    cfg, rebuilt = _rebuilt_from_config(model, _name(model))
     if x is not None:
         rebuilt = rebuilt.to(x.real.dtype) if hasattr(rebuilt, "to") else rebuilt
         if isinstance(model, torch.nn.Module) and isinstance(rebuilt, torch.nn.Module):
@@ -357,12 +362,7 @@ def check_generator(generator, **call_kwargs: Any) -> list[str]:
     for dtype in (torch.float32, torch.float64):
         out = draw(2, 0, dtype)
         assert out.dtype == dtype, f"{name}: dtype={dtype} gave {out.dtype} output"
-    cfg = generator.config()
-    try:
-        text = json.dumps(cfg)
-    except TypeError as e:
-        raise AssertionError(f"{name}: config() is not JSON-serialisable: {e}") from None
-    rebuilt = type(generator)(**json.loads(text))
+    cfg, rebuilt = _rebuilt_from_config(generator, name)
     assert json.dumps(rebuilt.config(), sort_keys=True) == json.dumps(cfg, sort_keys=True), \
         f"{name}: rebuilt from config() has a different config: {rebuilt.config()} != {cfg}"
     assert torch.equal(draw(3, 0, gen=rebuilt), first), f"{name}: rebuilt from config() gives different output"

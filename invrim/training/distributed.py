@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -85,6 +85,26 @@ def broadcast_object(obj: Any) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_main(fn: Callable[[], Any], error: type[Exception]) -> Any:
+    """Run ``fn`` on rank 0 only and return its result there (``None`` elsewhere).
+
+    If it fails, every rank raises: rank 0 its own exception, the others ``error(message)``, so no
+    rank is left waiting in a collective that the failed one never joins. Not distributed: ``fn()``.
+    """
+    result, failure = None, None
+    if is_main():
+        try:
+            result = fn()
+        except BaseException as e:
+            failure = e
+    message = broadcast_object(None if failure is None else str(failure))
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise error(message)
+    return result
 
 
 def all_sum(values: Sequence[float]) -> list[float]:

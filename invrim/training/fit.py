@@ -223,17 +223,9 @@ def fit(
             min_learning_rate=min_learning_rate, clip=clip, weight_decay=weight_decay,
             ema_decay=ema_decay, checkpoints=checkpoints, models_to_keep=models_to_keep,
             world_size=world)
-        failure = None
-        if main:                                  # rank 0 creates or repairs the folder first
-            try:
-                prepared = _prepare_folder(folder, rim, resume, optimizer, ema, stopper, history, seed, options)
-            except Exception as e:
-                failure = e
-        message = dd.broadcast_object(None if failure is None else str(failure))
-        if failure is not None:
-            raise failure
-        if message is not None:
-            raise ck.CheckpointError(message)
+        # rank 0 creates or repairs the folder first
+        prepared = dd.on_main(lambda: _prepare_folder(folder, rim, resume, optimizer, ema, stopper, history,
+                                                      seed, options), ck.CheckpointError)
         if not main:                              # the others only read the resume state
             prepared = _prepare_folder(folder, rim, resume, optimizer, ema, stopper, history, seed, options,
                                        write=False)
