@@ -19,6 +19,7 @@ from . import checkpoints as ck
 from . import distributed as dd
 from .early_stopping import EarlyStopping
 from .ema import EMA
+from .heap import release_heap
 
 log = logging.getLogger("invrim")
 
@@ -334,6 +335,7 @@ def fit(
     if ema is not None and not history.stop_reason.startswith("non-finite"):
         model.load_state_dict(ema.shadow)
     model.eval()
+    release_heap()                                # what the steps kept (see heap.keep_heap)
     dd.barrier()                                  # rank 0 has written its last checkpoint
     return history
 
