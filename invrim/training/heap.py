@@ -10,8 +10,8 @@ the kernel: up to 250,000 faults and 0.3-0.5 s of system time per T=40 step on t
 machine, depending on the order in which earlier allocations happened to land (so from one run
 to the next).
 
-:func:`keep_heap` fixes the two thresholds (``mallopt``): tensors up to 32 MiB come from the
-heap, and up to 2 GiB of free memory may stay at its top between steps. The RIM calls it before
+:func:`keep_heap` fixes the two thresholds (``mallopt``): tensors under 32 MiB come from the
+heap, and the heap is only shrunk when more than 2 GiB are free at its top. The RIM calls it before
 the first CPU forward pass that records a graph; :func:`invrim.training.fit` calls
 :func:`release_heap` when it returns. Nothing happens on other C libraries or platforms, when
 any ``MALLOC_*_`` threshold variable is set (your settings win), or when ``INVRIM_KEEP_HEAP=0``.
