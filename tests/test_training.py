@@ -215,6 +215,61 @@ def test_early_stopping_and_time_limit_in_fit(deblurring):
     assert history.stop_reason == "time limit" and time.monotonic() - start < 10
 
 
+class SimulatedStream(torch.utils.data.IterableDataset):
+    """Fresh images every epoch, simulated on the fly: the case an IterableDataset is for."""
+
+    def __init__(self, problem, n):
+        self.problem, self.n, self.epoch = problem, n, 0
+
+    def __iter__(self):
+        self.epoch += 1
+        if self.n == 0:
+            return iter(())
+        x = smooth_images(self.n, 100 + self.epoch)
+        y = self.problem.simulate(x, torch.Generator().manual_seed(self.epoch))
+        return iter(zip(y, x))
+
+
+class SimulatedStreamWithLength(SimulatedStream):
+    def __len__(self):
+        return self.n
+
+
+def test_training_on_a_stream_learns(deblurring):
+    problem, _, (y_test, x_test) = deblurring
+    rim = make_rim(problem)
+    stream = SimulatedStream(problem, 128)
+    history = rim.fit(stream, epochs=12, learning_rate=3e-3, batch_size=16, progress=False,
+                      validation_dataset=SimulatedStream(problem, 16))
+    assert stream.epoch == 12 and len(history) == 12 and len(history.val_loss) == 12
+    assert history[-1] < 0.5 * history[0], history
+    err_rim, err_obs = mse(rim.predict(y_test), x_test), mse(y_test, x_test)
+    err_adj = mse(problem.forward_model.adjoint(y_test), x_test)
+    assert err_rim < 0.6 * err_obs and err_rim < 0.4 * err_adj, (err_rim, err_obs, err_adj)
+
+
+def test_stream_options_and_errors(deblurring):
+    problem, _, _ = deblurring
+    rim = make_rim(problem)
+    with pytest.raises(ValueError, match="validation_split needs a dataset with a length"):
+        rim.fit(SimulatedStream(problem, 8), epochs=1, validation_split=0.1, progress=False)
+    with pytest.raises(ValueError, match="scheduler='cosine' .* define __len__, set max_time"):
+        rim.fit(SimulatedStream(problem, 8), epochs=1, scheduler="cosine", progress=False)
+    with pytest.raises(ValueError, match="yielded no samples in epoch 1"):
+        rim.fit(SimulatedStream(problem, 0), epochs=1, progress=False)
+    # under torchrun every rank would see the whole stream: refused on every rank alike
+    from invrim.training.fit import _check_streams
+    for train, val in ((SimulatedStream(problem, 8), None), (torch.utils.data.TensorDataset(torch.zeros(2)),
+                                                             SimulatedStream(problem, 8))):
+        with pytest.raises(ValueError, match="cannot split an IterableDataset across torchrun"):
+            _check_streams(train, val, 0.0, "constant", math.inf, world=2)
+    # with __len__ the run's length is known: the cosine schedule reaches its minimum at the end
+    history = rim.fit(SimulatedStreamWithLength(problem, 8), epochs=4, batch_size=4,
+                      learning_rate=1e-3, scheduler="cosine", min_learning_rate=1e-5, progress=False)
+    rates = [r["learning_rate"] for r in history.records]
+    assert rates == sorted(rates, reverse=True) and rates[-1] < 0.1 * rates[0]
+
+
 def test_learning_rate_schedule():
     from invrim.training.fit import _learning_rate
     assert _learning_rate(1.0, 0, 100, 10, "constant", 0) == pytest.approx(0.1)
@@ -225,6 +280,8 @@ def test_learning_rate_schedule():
     assert _learning_rate(1.0, 10, 1000, 0, "linear", 0.0, time_fraction=0.5) == pytest.approx(0.5)
     assert _learning_rate(1.0, 900, 1000, 0, "linear", 0.0, time_fraction=0.5) == pytest.approx(0.1)
     assert _learning_rate(1.0, 10, 1000, 0, "constant", 0.0, time_fraction=0.9) == pytest.approx(1.0)
+    # a run of unknown length (a stream without __len__) follows the time limit alone
+    assert _learning_rate(1.0, 10**6, None, 0, "linear", 0.0, time_fraction=0.25) == pytest.approx(0.75)
 
 
 def test_bad_training_options(deblurring):

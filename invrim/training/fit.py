@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
-from torch.utils.data import DataLoader, Dataset, random_split
+from torch.utils.data import DataLoader, Dataset, IterableDataset, random_split
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -68,9 +68,10 @@ def _unpack(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
 def _learning_rate(base: float, step: int, total: int, warmup: int, schedule: str, minimum: float,
                    time_fraction: float = 0.0) -> float:
     """Warm-up, then the schedule's decay over the run; with a time limit the run's progress is
-    the larger of the step fraction and the fraction of ``max_time`` used."""
+    the larger of the step fraction and the fraction of ``max_time`` used (``total=None``: a run
+    of unknown length, whose progress is the time fraction alone)."""
     factor = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
-    progress = min(1.0, max(step / max(1, total), time_fraction))
+    progress = min(1.0, max(step / total if total else 0.0, time_fraction))
     if schedule == "cosine":
         decay = 0.5 * (1 + math.cos(math.pi * progress))
     elif schedule == "linear":
@@ -142,7 +143,9 @@ def fit(
     ----------
     dataset
         Items ``(y, x, *args)`` (``args`` go to the score function) or dicts with ``"y"``,
-        ``"x"`` and the problem's per-sample parameters by name.
+        ``"x"`` and the problem's per-sample parameters by name. A map-style ``Dataset``, or an
+        ``IterableDataset`` (a stream, e.g. samples simulated on the fly): one epoch is one pass
+        over it, in its own order (``shuffle`` and ``seed`` do not apply), on one process.
     epochs
         Total number of epochs; a resumed run continues up to this number.
     learning_rate, warmup, scheduler, min_learning_rate
@@ -195,18 +198,20 @@ def fit(
     rank, world = dd.rank(), dd.world_size()
     main = rank == 0
     progress = progress and main
+    streamed = isinstance(dataset, IterableDataset)
+    _check_streams(dataset, validation_dataset, validation_split, scheduler, max_time, world)
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
     seed = dd.broadcast_object(seed)
     dd.broadcast_parameters(model)          # identical starting weights on every rank
 
-    if validation_dataset is None and validation_split > 0:
+    if validation_dataset is None and validation_split > 0 and not streamed:
         n_val = max(1, int(round(len(dataset) * validation_split)))
         if n_val >= len(dataset):
             raise ValueError(f"validation_split={validation_split} leaves no training samples")
         dataset, validation_dataset = random_split(
             dataset, [len(dataset) - n_val, n_val], generator=torch.Generator().manual_seed(seed))
-    if len(dataset) == 0:
+    if not streamed and len(dataset) == 0:
         raise ValueError("the training dataset is empty")
 
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
@@ -238,6 +243,11 @@ def fit(
         """The epoch's batches: the seeded single-process order, split across ranks when
         distributed. One DataLoader per dataset, so worker processes persist across epochs."""
         key = (id(ds), train)
+        if isinstance(ds, IterableDataset):       # a stream: its own order, one process
+            if key not in loaders:
+                loaders[key] = DataLoader(ds, batch_size=batch_size, num_workers=num_workers,
+                                          persistent_workers=num_workers > 0)
+            return loaders[key], None
         if key not in loaders:
             sampler = _EpochBatches(len(ds), batch_size, train and shuffle, seed, rank, world)
             loaders[key] = DataLoader(ds, batch_sampler=sampler, num_workers=num_workers,
@@ -246,8 +256,8 @@ def fit(
         dl.batch_sampler.set_epoch(epoch)
         return dl, (dl.batch_sampler.steps if world > 1 else None)
 
-    steps_per_epoch = math.ceil(len(dataset) / batch_size)
-    total_steps = epochs * steps_per_epoch
+    length = _length(dataset)
+    total_steps = epochs * math.ceil(length / batch_size) if length is not None else None
     good_state = _state_tensors(model)
     began = time.monotonic()
     epoch_seconds = 0.0
@@ -303,6 +313,8 @@ def fit(
             log.warning("training stopped: %s. The weights of the last completed epoch were restored%s.",
                         nonfinite, where)
             break
+        if count == 0:
+            raise ValueError(f"the training dataset yielded no samples in epoch {epoch + 1}")
         train_loss = total / max(count, 1)
         val_loss = None
         if validation_dataset is not None:
@@ -359,6 +371,32 @@ def evaluate(rim, batches, device: torch.device, ema: Optional[EMA] = None, step
     if steps is not None:
         total, count = dd.all_sum([total, count])
     return total / max(count, 1)
+
+
+def _length(dataset) -> Optional[int]:
+    """``len(dataset)``, or None for a stream that does not define one."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+def _check_streams(dataset, validation_dataset, validation_split, scheduler, max_time, world) -> None:
+    """What an ``IterableDataset`` cannot do in :func:`fit`, as one-line errors."""
+    streams = [d for d in (dataset, validation_dataset) if isinstance(d, IterableDataset)]
+    if not streams:
+        return
+    if world > 1:
+        raise ValueError("fit cannot split an IterableDataset across torchrun's processes; "
+                         "pass a map-style Dataset (with __len__ and __getitem__)")
+    if isinstance(dataset, IterableDataset):
+        if validation_split > 0:
+            raise ValueError("validation_split needs a dataset with a length; with an IterableDataset "
+                             "pass validation_dataset= instead")
+        if scheduler != "constant" and _length(dataset) is None and not math.isfinite(max_time):
+            raise ValueError(f"scheduler={scheduler!r} decays over the whole run, whose length an "
+                             "IterableDataset without __len__ does not tell: define __len__, set "
+                             "max_time, or use scheduler='constant'")
 
 
 class _EpochBatches(torch.utils.data.Sampler):
