@@ -181,7 +181,11 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
 
     rim, weights, record = load_run(run, checkpoint, device)
     dtype = next(rim.model.parameters()).dtype
-    dataset = HDF5Dataset(obs, dtype=dtype, check_values=check_values)
+    # rank 0 alone reads every value for NaN / Inf (a failure stops every rank); the others check
+    # only the structure
+    dataset = dd.on_main(lambda: HDF5Dataset(obs, dtype=dtype, check_values=check_values), DataError)
+    if dataset is None:
+        dataset = HDF5Dataset(obs, dtype=dtype, check_values=False)
     try:
         _check_match(rim, record, dataset, run, obs)
         rim.problem = dataset.problem          # the observation file's own physics gives the score

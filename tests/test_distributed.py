@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,6 +122,20 @@ def test_sharded_reconstruction_equals_single_process(data, tmp_path):
     # an existing complete output is refused (by rank 0, and every rank exits cleanly)
     refused = torchrun(*args, check=False)
     assert refused.returncode != 0 and "already exists" in refused.stderr
+    # a NaN in the observations, found by rank 0's scan, stops every rank with its one-line error
+    bad = tmp_path / "bad.h5"
+    shutil.copy(path, bad)
+    with h5py.File(bad, "r+") as f:
+        y = f["y"][:]
+        y[5, 0, 3, 3] = np.nan
+        f["y"][:] = y
+    failed = torchrun("-m", "invrim", "reconstruct", str(run), str(bad), "-o", str(tmp_path / "bad_out.h5"),
+                      "--quiet", check=False)
+    assert failed.returncode != 0
+    # both ranks print the one-line error (the traceback torchrun's own agent adds is not invrim's)
+    assert failed.stderr.count("holds NaN or Inf values (first in sample 5)") == 2, failed.stderr
+    assert "invrim/" not in failed.stderr.replace(str(tmp_path), ""), failed.stderr
+    assert not list(tmp_path.glob("bad_out.h5*"))
 
 
 def _descendants(pid: int) -> list[int]:
