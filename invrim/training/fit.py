@@ -65,8 +65,8 @@ def _unpack(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tenso
     raise ValueError("each dataset item must be a tuple (y, x, *args) or a dict with keys 'y' and 'x'")
 
 
-def _learning_rate(base: float, step: int, total: int, warmup: int, schedule: str, minimum: float,
-                   time_fraction: float = 0.0) -> float:
+def _learning_rate(base: float, step: int, total: Optional[int], warmup: int, schedule: str,
+                   minimum: float, time_fraction: float = 0.0) -> float:
     """Warm-up, then the schedule's decay over the run; with a time limit the run's progress is
     the larger of the step fraction and the fraction of ``max_time`` used (``total=None``: a run
     of unknown length, whose progress is the time fraction alone)."""
