@@ -13,7 +13,6 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from .backbones.base import Hidden
 from .links import resolve_link
 from .problem import Problem
-from .training.heap import keep_heap
 
 INITIALIZATIONS = ("zeros", "approximate_inverse", "model")
 PREPROCESSINGS = ("identity", "arcsinh", "adam", "rmsprop")
@@ -424,7 +423,8 @@ class RIM(nn.Module):
     def forward(self, y: Tensor, *args: Any, **kwargs: Any) -> list[Tensor]:
         """The trajectory ``[x_1, …, x_T]`` in model space (``args``/``kwargs`` go to the score)."""
         if torch.is_grad_enabled() and isinstance(y, Tensor) and y.device.type == "cpu":
-            keep_heap()           # a training step: keep glibc's heap between steps (training.heap)
+            from .training.heap import keep_heap       # (not at import: it loads the training package)
+            keep_heap()           # a training step: keep glibc's heap between steps
         x, h = self.initialization(y, *args, **kwargs)
         state = self._init_state(x)
         out = []

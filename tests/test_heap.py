@@ -12,7 +12,7 @@ import pytest
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
 
 # 64 tensors of 4 MiB, written and then freed newest-first, the way a training step's
-# activations are: the faults counted are those of the three steps after a first one.
+# activations are: the faults counted are those of the six steps after a first one.
 STEPS = """
 import resource, torch
 def step():
@@ -21,9 +21,9 @@ def step():
         ts.pop()
 step()
 r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+for _ in range(6):
     step()
-print("FAULTS", (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 3)
+print("FAULTS", (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 6)
 """
 
 
@@ -42,11 +42,13 @@ def test_kept_heap_is_reused_without_page_faults():
     kept = _run("from invrim.training.heap import keep_heap\nprint('KEPT', keep_heap())\n" + STEPS)
     assert kept["KEPT"] == "True"
     assert float(kept["FAULTS"]) < 0.05 * pages
-    # glibc's defaults hand the memory back and fault every page in again: the problem fixed
+    # glibc's defaults hand the memory back and fault it in again: the problem fixed. How often
+    # varies from process to process (every step, or every second or third one: 1/3 to all of
+    # the pages per step on average)
     default = _run("from invrim.training.heap import keep_heap\nprint('KEPT', keep_heap())\n" + STEPS,
                    INVRIM_KEEP_HEAP="0")
     assert default["KEPT"] == "False"
-    assert float(default["FAULTS"]) > 0.5 * pages
+    assert float(default["FAULTS"]) > 0.2 * pages
 
 
 @glibc_only

@@ -257,6 +257,9 @@ def test_stream_options_and_errors(deblurring):
         rim.fit(SimulatedStream(problem, 8), epochs=1, scheduler="cosine", progress=False)
     with pytest.raises(ValueError, match="yielded no samples in epoch 1"):
         rim.fit(SimulatedStream(problem, 0), epochs=1, progress=False)
+    # a bare Python generator is neither: say what to pass instead of "has no len()"
+    with pytest.raises(TypeError, match="map-style Dataset .* or a torch.utils.data.IterableDataset, got generator"):
+        rim.fit((s for s in SimulatedStream(problem, 8)), epochs=1, progress=False)
     # under torchrun every rank would see the whole stream: refused on every rank alike
     from invrim.training.fit import _check_streams
     for train, val in ((SimulatedStream(problem, 8), None), (torch.utils.data.TensorDataset(torch.zeros(2)),

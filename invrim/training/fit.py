@@ -199,6 +199,9 @@ def fit(
     main = rank == 0
     progress = progress and main
     streamed = isinstance(dataset, IterableDataset)
+    if not streamed and not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        raise TypeError(f"dataset must be a map-style Dataset (with __len__ and __getitem__) or a "
+                        f"torch.utils.data.IterableDataset, got {type(dataset).__name__}")
     _check_streams(dataset, validation_dataset, validation_split, scheduler, max_time, world)
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
@@ -314,6 +317,7 @@ def fit(
                         nonfinite, where)
             break
         if count == 0:
+            bar.close()
             raise ValueError(f"the training dataset yielded no samples in epoch {epoch + 1}")
         train_loss = total / max(count, 1)
         val_loss = None

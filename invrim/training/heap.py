@@ -19,7 +19,6 @@ any ``MALLOC_*_`` threshold variable is set (your settings win), or when ``INVRI
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -42,7 +41,7 @@ def _glibc() -> Optional[ctypes.CDLL]:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)          # the process's own symbols: its C library, no search
         libc.gnu_get_libc_version  # noqa: B018 -- glibc only (musl has no such symbol)
         return libc
     except (OSError, AttributeError):
