@@ -12,7 +12,7 @@ import pytest
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
 
 # 64 tensors of 4 MiB, written and then freed newest-first, the way a training step's
-# activations are: the faults counted are those of the six steps after a first one.
+# activations are: the faults counted are those of the twelve steps after a first one.
 STEPS = """
 import resource, torch
 def step():
@@ -21,9 +21,9 @@ def step():
         ts.pop()
 step()
 r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(6):
+for _ in range(12):
     step()
-print("FAULTS", (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0) / 6)
+print("FAULTS", resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0)
 """
 
 
@@ -41,14 +41,14 @@ def test_kept_heap_is_reused_without_page_faults():
     pages = 64 * (4 << 20) // 4096
     kept = _run("from invrim.training.heap import keep_heap\nprint('KEPT', keep_heap())\n" + STEPS)
     assert kept["KEPT"] == "True"
-    assert float(kept["FAULTS"]) < 0.05 * pages
+    assert int(kept["FAULTS"]) < 0.05 * pages * 12            # under 5 % of a step's pages per step
     # glibc's defaults hand the memory back and fault it in again: the problem fixed. How often
-    # varies from process to process (every step, or every second or third one: 1/3 to all of
-    # the pages per step on average)
+    # varies from process to process (observed: from every step to once in the twelve), so the
+    # contrast asserted is the weakest seen: at least one whole step's memory faulted in again
     default = _run("from invrim.training.heap import keep_heap\nprint('KEPT', keep_heap())\n" + STEPS,
                    INVRIM_KEEP_HEAP="0")
     assert default["KEPT"] == "False"
-    assert float(default["FAULTS"]) > 0.2 * pages
+    assert int(default["FAULTS"]) > 0.9 * pages
 
 
 @glibc_only
