@@ -159,12 +159,23 @@ def test_builtin_name_wins(site):
 
 
 def test_duplicate_plugin_names(site):
-    site("invrim-one", "onepkg", {"hooks": hooks()}, entry_name="same")
-    site("invrim-two", "twopkg", {"hooks": hooks()}, entry_name="same")
-    records = [p for p in registry().plugins if p.name == "same"]
-    assert sorted(p.status for p in records) == ["active", "failed"]
-    failed = next(p for p in records if p.status == "failed")
-    assert "already used by" in failed.error
+    """A second distribution declaring a taken entry-point name disables neither: both are kept,
+    both carry a warning naming the other, each is addressed as `distribution:name`."""
+    site("invrim-one", "onepkg", {"hooks": hooks('Component("one", "shiftpkg.physics:Shift")')},
+         entry_name="same")
+    site("invrim-two", "twopkg", {"hooks": hooks('Component("two", "shiftpkg.physics:Shift")')},
+         entry_name="same")
+    reg = registry()
+    records = {p.distribution: p for p in reg.plugins if p.name == "same"}
+    assert sorted(records) == ["invrim-one", "invrim-two"]
+    assert [p.status for p in records.values()] == ["active", "active"]
+    assert records["invrim-one"].qualified_name == "invrim-one:same"
+    assert "also declared by invrim-two" in records["invrim-one"].warning
+    assert "also declared by invrim-one" in records["invrim-two"].warning
+    assert {"one", "two"} <= set(reg.forward_models.names())
+    assert reg.forward_models.info("same:two").distribution == "invrim-two"
+    assert reg.forward_models.info("invrim-one:same:one").qualified_name == "invrim-one:same:one"
+    assert reg.plugin("invrim-two:same") is records["invrim-two"]
 
 
 def test_missing_dependencies_stay_listed(site):

@@ -1,41 +1,56 @@
 """Discover plugins through entry points, recording a status for each; never crash the host.
 
-Environment variables:
+One :class:`pluggy.PluginManager` (project ``invrim``) holds invrim's own hooks module
+(``invrim.plugins.builtin``, plugin name ``invrim``) and every plugin that loaded. Each plugin's
+hooks are called on their own, through ``pm.subset_hook_caller``, so that what a plugin returns,
+or raises, is recorded against that plugin alone.
+
+Environment variables (a name is an entry-point name, a distribution name or
+``distribution:name``; a name that two distributions share names both):
 
 ``INVRIM_DISABLE_PLUGIN_AUTOLOAD=1``
     load only the built-in components;
 ``INVRIM_PLUGINS=a,b``
-    allow-list: load only these plugins (entry-point or distribution names);
+    allow-list: load only these plugins (the built-in ones always load);
 ``INVRIM_DISABLE_PLUGINS=a,b``
-    block-list: never load these;
+    block-list: never load these (``invrim`` blocks the built-in components);
 ``INVRIM_STRICT_PLUGINS=1``
     a plugin that fails to load raises :class:`~invrim.plugins.errors.PluginError`;
 ``INVRIM_TRACE_PLUGINS=1``
-    log every step of discovery to stderr.
+    log every step of discovery, and every hook call, to stderr.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata as metadata
 import logging
 import os
 import sys
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pluggy
 
-from .component import Component
+from .component import Component, names_plugin, normalize, one_line
 from .errors import PluginError
-from .spec import HOOKS, PROJECT, InvrimSpec
+from .spec import KINDS, PROJECT, InvrimSpec
 
 log = logging.getLogger("invrim.plugins")
 GROUP = "invrim"
+#: The plugin name of invrim's own hooks module.
 BUILTIN = "invrim"
+BUILTIN_MODULE = "invrim.plugins.builtin"
 
 
 @dataclass
 class PluginRecord:
-    """What happened to one plugin: ``builtin``, ``active``, ``disabled``, ``failed`` or ``missing-deps``."""
+    """What happened to one plugin: ``builtin``, ``active``, ``disabled``, ``failed`` or ``missing-deps``.
+
+    ``name`` is the entry-point name; ``qualified_name`` is ``distribution:name`` when another
+    distribution declares the same entry-point name (both are kept, each with a ``warning``),
+    else ``name``. ``error`` says in one line why a plugin ``failed`` or is ``missing-deps``.
+    """
 
     name: str
     module: str
@@ -44,13 +59,23 @@ class PluginRecord:
     status: str
     error: Optional[str] = None
     components: list[Component] = field(default_factory=list)
+    warning: Optional[str] = None
+    qualified_name: str = ""
+
+    def __post_init__(self) -> None:
+        self.qualified_name = self.qualified_name or self.name
+
+    def matches(self, name: str) -> bool:
+        """Whether ``name`` (entry-point name, distribution or ``distribution:name``) names this plugin."""
+        return names_plugin(name, self.name, self.qualified_name, self.distribution)
 
     def describe(self) -> dict[str, Any]:
         provides: dict[str, list[str]] = {}
         for c in self.components:
             provides.setdefault(c.kind, []).append(c.name)
         return {"name": self.name, "module": self.module, "distribution": self.distribution,
-                "version": self.version, "status": self.status, "error": self.error, "provides": provides}
+                "version": self.version, "status": self.status, "error": self.error, "provides": provides,
+                "qualified_name": self.qualified_name, "warning": self.warning}
 
 
 def _flag(name: str) -> bool:
@@ -61,129 +86,159 @@ def _names(name: str) -> set[str]:
     return {n.strip() for n in os.environ.get(name, "").split(",") if n.strip()}
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+def _contain(e: BaseException) -> None:
+    """Plugin code may raise anything (``SystemExit`` from a stray ``sys.exit()`` included): it is
+    that plugin's failure. Only a real interrupt goes on."""
+    if isinstance(e, KeyboardInterrupt):
+        raise e
 
 
-def _collect(pm: pluggy.PluginManager, plugin: Any, record: PluginRecord, builtin: bool) -> None:
-    """Call the plugin's own hook implementations and validate what they return."""
+def _collect(pm: pluggy.PluginManager, plugin: Any, record: PluginRecord, builtin: bool) -> list[Component]:
+    """Call ``plugin``'s own implementation of each registration hook and validate what it returns."""
+    others = [p for p in pm.get_plugins() if p is not plugin]
     components: list[Component] = []
-    for hook_name, kind in HOOKS.items():
-        hook = getattr(pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            result = impl.function()
-            if result is None:
-                continue
+    for kind in KINDS.values():
+        for result in pm.subset_hook_caller(kind.hook, remove_plugins=others)():
             if isinstance(result, Component):
                 result = [result]
             if not isinstance(result, (list, tuple)):
-                raise TypeError(f"hook {hook_name} returned {type(result).__name__}, expected a list of Component")
+                raise TypeError(f"hook {kind.hook} returned {type(result).__name__}, expected a list of Component")
             for item in result:
                 if isinstance(item, dict):
                     item = Component(**item)
                 if not isinstance(item, Component):
-                    raise TypeError(f"hook {hook_name} returned {type(item).__name__}, expected Component")
-                components.append(item.with_provider(kind, record.name, record.distribution,
-                                                     record.version, builtin))
+                    raise TypeError(f"hook {kind.hook} returned {type(item).__name__}, expected Component")
+                components.append(item.with_provider(kind.name, record.name, record.distribution, record.version,
+                                                     builtin, record.qualified_name))
     seen: set[tuple[str, str]] = set()
     for c in components:
         if (c.kind, c.name) in seen:
-            raise ValueError(f"provides two {c.kind} named {c.name!r}")
+            raise ValueError(f"provides two {KINDS[c.kind].plural} named {c.name!r}")
         seen.add((c.kind, c.name))
-    record.components = components
+    return components
+
+
+def _load_one(pm: pluggy.PluginManager, record: PluginRecord, importer: Callable[[], Any],
+              builtin: bool) -> Optional[BaseException]:
+    """Import one hooks module, register it and collect its components; return what went wrong."""
+    log.debug("%s: importing %s", record.qualified_name, record.module)
+    try:
+        module = importer()
+    except ModuleNotFoundError as e:
+        own = record.module.split(":")[0].split(".")[0]
+        missing = (e.name or "").split(".")[0]
+        record.status = "missing-deps" if missing and missing != own else "failed"
+        record.error = (f"needs {missing}: pip install {missing}" if record.status == "missing-deps"
+                        else one_line(e))
+        return e
+    except BaseException as e:  # noqa: BLE001 — any import error is the plugin's, not the host's
+        _contain(e)
+        record.status, record.error = "failed", f"import failed: {one_line(e)}"
+        return e
+    try:
+        if pm.is_registered(module):
+            raise ValueError(f"its hooks module {record.module} is already plugin {pm.get_name(module)!r}")
+        pm.register(module, name=record.qualified_name)
+        pm.check_pending()
+        record.components = _collect(pm, module, record, builtin)
+    except BaseException as e:  # noqa: BLE001
+        _contain(e)
+        if pm.get_name(module) == record.qualified_name:
+            pm.unregister(module)
+        record.status, record.error, record.components = "failed", f"bad hooks: {one_line(e)}", []
+        return e
+    log.debug("%s: %s, %d component(s)", record.qualified_name, record.status, len(record.components))
+    return None
 
 
 def _entry_points() -> list[tuple[metadata.EntryPoint, Optional[str], Optional[str]]]:
+    """``(entry point, distribution, version)`` in the group; a distribution found twice on
+    ``sys.path`` counts once (the first, as for imports)."""
     found = []
-    seen: set[tuple[Optional[str], str, str]] = set()
+    seen: set[tuple[str, str]] = set()
     for dist in metadata.distributions():
-        try:
-            eps = dist.entry_points
-        except Exception:  # a broken METADATA must not stop discovery
+        try:                          # a broken METADATA must not stop discovery
+            eps = [ep for ep in dist.entry_points if ep.group == GROUP]
+            dname = dist.metadata["Name"] if eps and dist.metadata else None
+            version = dist.version if eps else None
+        except Exception:  # noqa: BLE001
             continue
         for ep in eps:
-            if ep.group != GROUP:
-                continue
-            dname = dist.metadata["Name"] if dist.metadata else None
-            key = (dname, ep.name, ep.value)
-            if key in seen:  # the same distribution seen twice on sys.path
-                continue
-            seen.add(key)
-            found.append((ep, dname, dist.version))
+            key = (normalize(dname) if dname else f"?{ep.value}", ep.name)
+            if key not in seen:
+                seen.add(key)
+                found.append((ep, dname, version))
     return found
 
 
-def load_plugins(strict: Optional[bool] = None) -> tuple[pluggy.PluginManager, list[PluginRecord]]:
-    """Load the built-in components and every allowed plugin; return the manager and records."""
-    strict = _flag("INVRIM_STRICT_PLUGINS") if strict is None else strict
-    trace = _flag("INVRIM_TRACE_PLUGINS")
-    if trace and not log.handlers:
+def _trace(pm: pluggy.PluginManager) -> None:
+    if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("invrim plugins: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.DEBUG)
+    pm.trace.root.setwriter(lambda text: log.debug(text.rstrip()))
+    pm.enable_tracing()
+
+
+def _mark_shared_names(records: list[PluginRecord]) -> None:
+    """Two distributions declaring one entry-point name: keep both, each addressed as ``dist:name``."""
+    by_name: dict[str, list[PluginRecord]] = defaultdict(list)
+    for record in records:
+        by_name[record.name].append(record)
+    for name, group in by_name.items():
+        if len(group) < 2:
+            continue
+        for record in group:
+            if record.status != "builtin":
+                record.qualified_name = f"{record.distribution or record.module}:{name}"
+        for record in group:
+            others = ", ".join(r.distribution or r.module for r in group if r is not record)
+            record.warning = (f"entry-point name {name!r} is also declared by {others}; "
+                              f"address this plugin as {record.qualified_name!r}")
+
+
+def load_plugins(strict: Optional[bool] = None) -> tuple[pluggy.PluginManager, list[PluginRecord]]:
+    """Load invrim's own hooks and every allowed plugin on one plugin manager.
+
+    Returns the manager (every loaded plugin registered under its qualified name, disabled ones
+    blocked) and one :class:`PluginRecord` per plugin, built-in first.
+    """
+    strict = _flag("INVRIM_STRICT_PLUGINS") if strict is None else strict
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(InvrimSpec)
+    if _flag("INVRIM_TRACE_PLUGINS"):
+        _trace(pm)
 
-    from . import builtin
     from .. import __version__
-    records = [PluginRecord(BUILTIN, builtin.__name__, "invrim", __version__, "builtin")]
-    pm.register(builtin, name=BUILTIN)
-    _collect(pm, builtin, records[0], builtin=True)
-
+    records = [PluginRecord(BUILTIN, BUILTIN_MODULE, "invrim", __version__, "builtin")]
+    importers: list[Callable[[], Any]] = [lambda: importlib.import_module(BUILTIN_MODULE)]
     if _flag("INVRIM_DISABLE_PLUGIN_AUTOLOAD"):
         log.debug("autoload disabled by INVRIM_DISABLE_PLUGIN_AUTOLOAD")
-        return pm, records
+    else:
+        for ep, dist, version in _entry_points():
+            records.append(PluginRecord(ep.name, ep.value, dist, version, "active"))
+            importers.append(ep.load)
+        _mark_shared_names(records)
     allow, block = _names("INVRIM_PLUGINS"), _names("INVRIM_DISABLE_PLUGINS")
-    failures = []
-    for ep, dist, version in _entry_points():
-        record = PluginRecord(ep.name, ep.value, dist, version, "active")
-        records.append(record)
-        ids = {ep.name, dist or ""}
-        if (allow and not ids & allow) or ids & block:
+    failures: list[tuple[PluginRecord, BaseException]] = []
+    for record, importer in zip(records, importers):
+        builtin = record.status == "builtin"
+        if record.warning:
+            log.warning("plugin %r (%s): %s", record.qualified_name, record.distribution, record.warning)
+        if (any(map(record.matches, block))
+                or (allow and not builtin and not any(map(record.matches, allow)))):
             record.status = "disabled"
-            log.debug("%s: disabled by the environment", ep.name)
+            pm.set_blocked(record.qualified_name)
+            log.debug("%s: disabled by the environment", record.qualified_name)
             continue
-        if ep.name == BUILTIN or pm.has_plugin(ep.name):
-            other = "invrim itself" if ep.name == BUILTIN else next(
-                (r.distribution for r in records[:-1] if r.name == ep.name), "another plugin")
-            record.status, record.error = "failed", (
-                f"plugin name {ep.name!r} is already used by {other}; rename the entry point")
-            failures.append(record)
-            continue
-        log.debug("%s: importing %s", ep.name, ep.value)
-        try:
-            module = ep.load()
-        except ModuleNotFoundError as e:
-            own = ep.value.split(":")[0].split(".")[0]
-            missing = (e.name or "").split(".")[0]
-            record.status = "missing-deps" if missing and missing != own else "failed"
-            record.error = (f"needs {missing}: pip install {missing}" if record.status == "missing-deps"
-                            else _one_line(e))
-            failures.append(record)
-            continue
-        except Exception as e:  # noqa: BLE001 — any import error is the plugin's, not the host's
-            record.status, record.error = "failed", f"import failed: {_one_line(e)}"
-            failures.append(record)
-            continue
-        try:
-            pm.register(module, name=ep.name)
-            pm.check_pending()
-            _collect(pm, module, record, builtin=False)
-        except Exception as e:  # noqa: BLE001
-            if pm.is_registered(module):
-                pm.unregister(module)
-            record.status, record.error = "failed", f"bad hooks: {_one_line(e)}"
-            record.components = []
-            failures.append(record)
-            continue
-        log.debug("%s: active, %d component(s)", ep.name, len(record.components))
-    for record in failures:
-        message = f"plugin {record.name!r} ({record.distribution or record.module}) {record.status}: {record.error}"
+        error = _load_one(pm, record, importer, builtin)
+        if error is not None:
+            failures.append((record, error))
+    for record, error in failures:
+        message = (f"plugin {record.qualified_name!r} ({record.distribution or record.module}) "
+                   f"{record.status}: {record.error}")
         if strict:
-            raise PluginError(message + " [INVRIM_STRICT_PLUGINS is set]")
+            raise PluginError(message + " [INVRIM_STRICT_PLUGINS is set]") from error
         log.warning(message)
     return pm, records

@@ -2,23 +2,24 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import threading
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import pluggy
 
 from .component import Component
-from .errors import AmbiguousComponentError, UnknownComponentError
+from .errors import AmbiguousComponentError, PluginError, UnknownComponentError
 from .loader import PluginRecord, load_plugins
-from .spec import HOOKS
-
-_LABELS = {"forward_models": "forward model", "backbones": "backbone", "likelihoods": "likelihood",
-           "generators": "generator"}
+from .spec import KINDS
 
 
 class ComponentRegistry:
     """The components of one kind (``registry().backbones``, ``.forward_models`` …).
 
-    Names resolve as follows: ``"plugin:name"`` picks one provider; a bare name picks the
+    Names resolve as follows: ``"plugin:name"`` picks one provider (``plugin`` may be the
+    entry-point name, the distribution or ``distribution:entry-point``); a bare name picks the
     built-in component when there is one (a built-in name always wins), else the only plugin
     providing it; two plugins providing it is an error naming both, raised only when the name
     is used.
@@ -26,7 +27,7 @@ class ComponentRegistry:
 
     def __init__(self, kind: str, components: list[Component]):
         self.kind = kind
-        self.label = _LABELS[kind]
+        self.label = KINDS[kind].label
         self._all = components
         self._by_name: dict[str, list[Component]] = {}
         for c in components:
@@ -49,7 +50,7 @@ class ComponentRegistry:
         except (UnknownComponentError, AmbiguousComponentError):
             return False
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Component]:
         return iter(self._all)
 
     def __len__(self) -> int:
@@ -62,22 +63,23 @@ class ComponentRegistry:
         plugin, _, bare = name.rpartition(":")
         providers = self._by_name.get(bare, [])
         if plugin:
-            chosen = [p for p in providers if p.plugin == plugin or p.distribution == plugin]
+            chosen = [p for p in providers if p.provided_by(plugin)]
             if not chosen:
                 hint = (f"; it is provided by {', '.join(p.qualified_name for p in providers)}" if providers
                         else self._suggest(bare))
                 raise UnknownComponentError(f"no {self.label} {bare!r} in plugin {plugin!r}{hint}")
-            return chosen[0]
-        if not providers:
+        elif not providers:
             raise UnknownComponentError(f"unknown {self.label} {bare!r}{self._suggest(bare)}")
-        builtins = [p for p in providers if p.builtin]
+        else:
+            chosen = providers
+        builtins = [p for p in chosen if p.builtin]
         if builtins:
             return builtins[0]
-        if len(providers) > 1:
-            who = " and ".join(f"{p.plugin} ({p.distribution or 'unknown distribution'})" for p in providers)
-            choices = " or ".join(f"'{p.qualified_name}'" for p in providers)
-            raise AmbiguousComponentError(f"{self.label} {bare!r} is provided by {who}; choose one with {choices}")
-        return providers[0]
+        if len(chosen) > 1:
+            who = " and ".join(f"{p.plugin} ({p.distribution or 'unknown distribution'})" for p in chosen)
+            choices = " or ".join(f"'{p.qualified_name}'" for p in chosen)
+            raise AmbiguousComponentError(f"{self.label} {name!r} is provided by {who}; choose one with {choices}")
+        return chosen[0]
 
     def _suggest(self, name: str) -> str:
         available = sorted(self._by_name)
@@ -90,35 +92,49 @@ class ComponentRegistry:
         return self.info(name).load()
 
     def build(self, name: str, **config: Any) -> Any:
-        """Build the component ``name`` with keyword arguments ``config``."""
-        component = self.info(name)
-        factory = component.load()
-        try:
-            return factory(**config)
-        except TypeError as e:
-            raise ValueError(f"cannot build {self.label} {name!r} with {sorted(config)}: {e}") from e
+        """Build the component ``name`` with keyword arguments ``config``.
+
+        Raises :class:`~invrim.plugins.errors.ComponentBuildError` (one line naming the component
+        and its plugin) when the factory rejects an option or raises.
+        """
+        return self.info(name).build(**config)
 
 
 class Registry:
-    """All loaded components, with the per-plugin records of how loading went."""
+    """All loaded components, with the per-plugin records of how loading went.
 
-    def __init__(self, records: list[PluginRecord]):
+    One attribute per row of :data:`~invrim.plugins.spec.KINDS` (``.forward_models``,
+    ``.backbones``, ``.likelihoods``, ``.generators``), each a :class:`ComponentRegistry`;
+    ``plugin_manager`` is the :class:`pluggy.PluginManager` the plugins are registered on.
+    """
+
+    def __init__(self, records: list[PluginRecord], plugin_manager: Optional[pluggy.PluginManager] = None):
         self.plugins = records
-        by_kind: dict[str, list[Component]] = {kind: [] for kind in HOOKS.values()}
+        self.plugin_manager = plugin_manager
+        by_kind: dict[str, list[Component]] = {kind: [] for kind in KINDS}
         for record in records:
             for component in record.components:
                 by_kind[component.kind].append(component)
-        self.forward_models = ComponentRegistry("forward_models", by_kind["forward_models"])
-        self.backbones = ComponentRegistry("backbones", by_kind["backbones"])
-        self.likelihoods = ComponentRegistry("likelihoods", by_kind["likelihoods"])
-        self.generators = ComponentRegistry("generators", by_kind["generators"])
+        self._kinds = {kind: ComponentRegistry(kind, components) for kind, components in by_kind.items()}
+        for kind, components in self._kinds.items():
+            setattr(self, kind, components)
+
+    if TYPE_CHECKING:                     # the kinds are attributes set from KINDS
+        def __getattr__(self, kind: str) -> ComponentRegistry: ...
 
     def kinds(self) -> dict[str, ComponentRegistry]:
-        return {"forward_models": self.forward_models, "backbones": self.backbones,
-                "likelihoods": self.likelihoods, "generators": self.generators}
+        """Kind name -> its :class:`ComponentRegistry`, in the order of ``KINDS``."""
+        return dict(self._kinds)
 
     def plugin(self, name: str) -> Optional[PluginRecord]:
-        return next((p for p in self.plugins if p.name == name or p.distribution == name), None)
+        """The record of the plugin ``name`` (entry-point name, distribution or
+        ``distribution:name``; the first, when a shared name names several)."""
+        exact = next((p for p in self.plugins if p.qualified_name == name), None)
+        return exact or next((p for p in self.plugins if p.matches(name)), None)
+
+    def components_of(self, plugin: str) -> list[Component]:
+        """Every component of the plugins that ``plugin`` names (as for :meth:`plugin`, all of them)."""
+        return [c for kind in self._kinds.values() for c in kind if c.provided_by(plugin)]
 
     def provider_versions(self, *components: Component) -> dict[str, str]:
         """``{distribution: version}`` of the plugins providing ``components`` (for provenance)."""
@@ -126,22 +142,34 @@ class Registry:
 
 
 _lock = threading.Lock()
-_cached: Optional[Registry] = None
+_loading = threading.local()
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> Registry:
+    _loading.active = True
+    try:
+        pm, records = load_plugins()
+        return Registry(records, pm)
+    finally:
+        _loading.active = False
 
 
 def registry() -> Registry:
-    """The (cached) registry of built-in and plugin components; :func:`refresh` reloads it."""
-    global _cached
-    with _lock:
-        if _cached is None:
-            _, records = load_plugins()
-            _cached = Registry(records)
-        return _cached
+    """The (cached) registry of built-in and plugin components; :func:`refresh` reloads it.
+
+    Raises :class:`~invrim.plugins.errors.PluginError` when called while the plugins are
+    loading (from a hooks module or a hook): that plugin is then recorded as ``failed``.
+    """
+    if getattr(_loading, "active", False):
+        raise PluginError("invrim.plugins.registry() was called while plugins were loading; a hooks module "
+                          "must only declare components (use the registry when a component is built)")
+    with _lock:                           # one discovery at a time; later calls hit the cache
+        return _load()
 
 
 def refresh() -> None:
     """Forget the cached registry, so the next :func:`registry` call discovers plugins again."""
-    global _cached
     importlib.invalidate_caches()
     with _lock:
-        _cached = None
+        _load.cache_clear()
