@@ -405,6 +405,80 @@ def test_pointwise_conv_matches_1x1_convolution(out_channels, bias):
         assert torch.allclose(a, b, atol=1e-10)
 
 
+def _graph_functions(tensors) -> set[str]:
+    """Names of every autograd node behind ``tensors``."""
+    names, seen, stack = set(), set(), [t.grad_fn for t in tensors if t.grad_fn is not None]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        stack.extend(nxt for nxt, _ in fn.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("cls,dimensions", CASES, ids=lambda v: getattr(v, "__name__", str(v)))
+@pytest.mark.parametrize("channels", [1, 2])
+def test_cpu_kernels_switch_gives_the_same_values_and_gradients(cls, dimensions, channels):
+    """The CPU kernels (cpu_kernels.py) on and off: same forward and backward, plain ops when off."""
+    from invrim.backbones import cpu_kernels
+    model = make(cls, channels, dimensions).double()
+    x = torch.randn(2, channels, *SPATIAL[dimensions], dtype=torch.float64)
+    score = torch.randn_like(x)
+    results = {}
+    for on in (True, False):
+        with cpu_kernels.fast_kernels(on):
+            assert cpu_kernels.enabled() is on
+            inputs = [x.clone().requires_grad_(), score.clone().requires_grad_()]
+            outs, h = unroll(model, *inputs)
+            loss = sum((i + 1) * o.square().sum() for i, o in enumerate(outs)) + sum(
+                t.sum() for t in flat(h))
+            functions = _graph_functions([loss])
+            grads = torch.autograd.grad(loss, inputs + list(model.parameters()), allow_unused=True)
+            results[on] = (outs, flat(h), grads, functions)
+    custom = {"_FastTanhEagerBackward", "_FastTanhInplaceEagerBackward", "_ChannelMatmulEagerBackward",
+              "_FastTanhBackward", "_FastTanhInplaceBackward", "_ChannelMatmulBackward"}
+    assert results[True][3] & custom                       # the kernels ran ...
+    assert not results[False][3] & custom                  # ... and with the switch off, none did
+    assert "TanhBackward0" in results[False][3]
+    for got, expected in zip(results[True][0] + results[True][1], results[False][0] + results[False][1]):
+        assert torch.allclose(got, expected, atol=1e-12, rtol=1e-10)
+    for got, expected in zip(results[True][2], results[False][2]):
+        assert (got is None) == (expected is None)
+        if got is not None:
+            assert torch.allclose(got, expected, atol=1e-10, rtol=1e-8)
+    assert cpu_kernels.enabled()                           # the block switched back
+
+
+def test_cpu_kernels_switch_in_float32_and_from_the_environment():
+    import os
+    import subprocess
+    import sys
+
+    from invrim.backbones import cpu_kernels
+    model = make(Hourglass, 1, 2)
+    x, score = torch.randn(2, 1, 16, 12), torch.randn(2, 1, 16, 12)
+    values = []
+    for on in (True, False):
+        cpu_kernels.set_enabled(on)
+        try:
+            outs, _ = unroll(model, x, score)
+            model.zero_grad()
+            sum(o.square().sum() for o in outs).backward()
+            values.append((outs[-1].detach(), [p.grad.clone() for p in model.parameters()]))
+        finally:
+            cpu_kernels.set_enabled(True)
+    assert torch.allclose(values[0][0], values[1][0], atol=1e-5)
+    for got, expected in zip(values[0][1], values[1][1]):
+        assert torch.allclose(got, expected, atol=1e-4, rtol=1e-3)
+    code = "from invrim.backbones import cpu_kernels; print(cpu_kernels.enabled())"
+    for env, expected in (("0", "False"), ("1", "True")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "INVRIM_FAST_KERNELS": env})
+        assert out.stdout.strip() == expected, out.stderr
+
+
 def test_activation_lookup():
     for name in ["tanh", "relu", "elu", "silu", "swish", "gelu", "sigmoid", "leaky_relu", "TANH"]:
         fn = get_activation(name)

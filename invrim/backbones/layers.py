@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import cpu_kernels
+
 __all__ = [
     "ACTIVATIONS",
     "ConvGRU",
@@ -33,6 +35,7 @@ __all__ = [
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+_CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T_FN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 # (functions are looked up at call time rather than stored on modules: builtins do not pickle)
@@ -80,101 +83,24 @@ def as_int_list(value: int | Sequence[int], argument: str, length: Optional[int]
     return [int(v) for v in values]
 
 
-# --------------------------------------------------------------------------- custom autograd
-# ``Function.apply`` of a ``setup_context``-style Function (the style torch.func needs) binds
-# ``forward``'s signature with ``inspect`` on every call, about 30 us: 0.4 ms per RIM step of
-# the default hourglass. Outside torch.func transforms a classic-style twin does the same work
-# without it; under vmap / grad / jvp the original is used.
-_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", None)
-
-
-def _with_eager_twin(cls: type) -> type:
-    """Give a ``setup_context``-style ``Function`` a classic-style twin ``cls.eager``."""
-
-    def forward(ctx, *args):
-        out = cls.forward(*args)
-        cls.setup_context(ctx, args, out)
-        return out
-
-    cls.eager = type(cls.__name__ + "Eager", (torch.autograd.Function,), {
-        "forward": staticmethod(forward),
-        "backward": staticmethod(cls.backward),
-        "jvp": staticmethod(cls.jvp),
-        "__doc__": f"Classic-style twin of :class:`{cls.__name__}` (see ``_with_eager_twin``).",
-    })
-    return cls
-
-
-def _apply(cls: type, *args: Optional[Tensor]) -> Tensor:
-    """``cls.apply(*args)``, through the twin when no torch.func transform is active."""
-    if _functorch_active is not None and not _functorch_active():
-        return cls.eager.apply(*args)
-    return cls.apply(*args)
-
-
 # --------------------------------------------------------------------------- activations
-@_with_eager_twin
-class _FastTanh(torch.autograd.Function):
-    """tanh(x) = 2 sigmoid(2x) - 1; the CPU ``tanh`` kernel is ~5x slower than ``sigmoid``."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor) -> Tensor:  # type: ignore[override]
-        return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        ctx.save_for_backward(output)
-        ctx.save_for_forward(output)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)
-
-    @staticmethod
-    def jvp(ctx, tangent: Tensor) -> Tensor:  # type: ignore[override]
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(tangent, y)
-
-
-@_with_eager_twin
-class _FastTanhInplace(_FastTanh):
-    """In-place variant of :class:`_FastTanh` (for freshly computed pre-activations); same backward."""
-
-    @staticmethod
-    def forward(x: Tensor) -> Tensor:  # type: ignore[override]
-        return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        ctx.mark_dirty(inputs[0])
-        ctx.save_for_backward(output)
-        ctx.save_for_forward(output)
-
-    @staticmethod
-    def jvp(ctx, tangent: Tensor) -> Tensor:  # type: ignore[override]
-        (y,) = ctx.saved_tensors
-        return tangent.mul_(1.0 - y * y)  # in-place functions update their tangent in place
-
-
+# The CPU paths of fast_tanh / fast_tanh_ / pointwise_conv are custom autograd kernels in
+# cpu_kernels.py, behind its switch (INVRIM_FAST_KERNELS=0 or cpu_kernels.set_enabled(False)).
 def fast_tanh(x: Tensor) -> Tensor:
-    """Hyperbolic tangent, computed through ``sigmoid`` on CPU (same values, much faster)."""
-    if x.device.type != "cpu":
+    """Hyperbolic tangent, computed through ``sigmoid`` on CPU (same values, much faster).
+
+    Plain ``torch.tanh`` on other devices or with :mod:`~invrim.backbones.cpu_kernels` switched off.
+    """
+    if x.device.type != "cpu" or not cpu_kernels.enabled():
         return torch.tanh(x)
-    if x.requires_grad and torch.is_grad_enabled():
-        return _apply(_FastTanh, x)
-    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+    return cpu_kernels.tanh(x)
 
 
 def fast_tanh_(x: Tensor) -> Tensor:
     """In-place :func:`fast_tanh`; ``x`` must be a fresh intermediate (e.g. a conv output)."""
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or not cpu_kernels.enabled():
         return x.tanh_()
-    if x.requires_grad and torch.is_grad_enabled():
-        return _apply(_FastTanhInplace, x)
-    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+    return cpu_kernels.tanh_(x)
 
 
 def _relu(x: Tensor) -> Tensor:
@@ -303,69 +229,17 @@ def conv_transpose_nd(
     )
 
 
-@_with_eager_twin
-class _ChannelMatmul(torch.autograd.Function):
-    """``out[b, :, *s] = W @ x[b, :, *s] + bias`` on channels-last ``x``, through 2-D views.
-
-    Unlike ``F.linear`` on the moved axes, the backward treats one output channel (the usual
-    case: a RIM update of a single-channel image) as a broadcast product and a matrix-vector
-    product instead of rank-1 GEMMs, about 3x faster there.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:  # type: ignore[override]
-        x2d = x.movedim(1, -1).reshape(-1, x.shape[1])
-        if weight.shape[0] == 1:                    # matrix-vector product
-            out = (x2d @ weight[0] if bias is None else torch.addmv(bias, x2d, weight[0])).unsqueeze(-1)
-        else:
-            out = x2d @ weight.t() if bias is None else torch.addmm(bias, x2d, weight.t())
-        return out.view(*x.shape[:1], *x.shape[2:], weight.shape[0]).movedim(-1, 1)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        x, weight, bias = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.save_for_forward(x, weight)
-        ctx.has_bias = bias is not None
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        c_out, c_in = weight.shape
-        g2d = grad.movedim(1, -1).reshape(-1, c_out)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            gx = g2d * weight if c_out == 1 else g2d @ weight          # (N, C_in)
-            grad_x = gx.view(*x.shape[:1], *x.shape[2:], c_in).movedim(-1, 1)
-        if ctx.needs_input_grad[1]:
-            x2d = x.movedim(1, -1).reshape(-1, c_in)
-            grad_w = (x2d.t() @ g2d[:, 0]).unsqueeze(0) if c_out == 1 else g2d.t() @ x2d
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = g2d.sum(0)
-        return grad_x, grad_w, grad_b
-
-    @staticmethod
-    def jvp(ctx, x_t: Optional[Tensor], w_t: Optional[Tensor], b_t: Optional[Tensor]) -> Tensor:  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        out = torch.zeros((), dtype=x.dtype, device=x.device)
-        if x_t is not None:
-            out = out + _ChannelMatmul.forward(x_t, weight, None)
-        if w_t is not None:
-            out = out + _ChannelMatmul.forward(x, w_t, None)
-        if b_t is not None:
-            out = out + b_t.view(1, -1, *([1] * (x.dim() - 2)))
-        return out.expand(x.shape[0], weight.shape[0], *x.shape[2:])
-
-
 def pointwise_conv(conv: nn.Module, x: Tensor) -> Tensor:
-    """Apply a kernel-1 convolution ``conv`` to channels-last ``x`` as a matrix product over channels.
+    """Apply a kernel-1 convolution ``conv`` to channels-last ``x``.
 
-    Works on views (no copy) and is several times faster than oneDNN's 1x1 convolution with
-    few output channels, backward included.
+    On CPU, a matrix product over channels that works on views (no copy) and is several times
+    faster than oneDNN's 1x1 convolution with few output channels, backward included; the plain
+    convolution on other devices or with :mod:`~invrim.backbones.cpu_kernels` switched off.
     """
-    return _apply(_ChannelMatmul, x, conv.weight.flatten(1), conv.bias)
+    weight = conv.weight
+    if x.device.type != "cpu" or not cpu_kernels.enabled():
+        return _CONV_FN[weight.dim() - 2](x, weight, conv.bias)
+    return cpu_kernels.channel_matmul(x, weight.flatten(1), conv.bias)
 
 
 class Downsample(nn.Module):
