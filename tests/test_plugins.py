@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from invrim.cli import main
-from invrim.plugins import (AmbiguousComponentError, MissingDependencyError, PluginError,
+from invrim.plugins import (AmbiguousComponentError, ComponentBuildError, MissingDependencyError, PluginError,
                             UnknownComponentError, refresh, registry, testing)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -333,3 +334,227 @@ def test_listing_plugins_imports_no_heavy_module():
     listing = subprocess.run([sys.executable, "-X", "importtime", "-m", "invrim", "plugins", "list"],
                              capture_output=True, text=True, check=True)
     assert "| torch" not in listing.stderr and "builtin" in listing.stdout
+
+
+# --- robustness: what a plugin cannot do to the host -------------------------------------------------
+
+BOOM_BACKBONE = '''
+import sys
+
+class Boom:
+    def __init__(self, channels=1, mode="raise"):
+        if mode == "raise":
+            raise RuntimeError("kaboom inside the factory")
+        if mode == "exit":
+            sys.exit(4)
+        if mode == "bad call":
+            dict(channels, 1, 2)             # a TypeError from inside, not about the options
+        self.channels = channels
+'''
+
+
+class PluginPanic(BaseException):
+    """What a careless plugin might raise."""
+
+
+def cli(root, *args, **env):
+    """``python -m invrim ARGS`` in a fresh process that sees the fake distributions under ``root``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("INVRIM_")}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), environ.get("PYTHONPATH")]))
+    environ.update(env)
+    return subprocess.run([sys.executable, "-m", "invrim", *args], capture_output=True, text=True,
+                          env=environ, timeout=300)
+
+
+def install_exiting_plugins(site):
+    site("invrim-exitimport", "exitimport", {"hooks": "import sys\nsys.exit(3)\n"})
+    site("invrim-exithook", "exithook", {"hooks": hooks("sys.exit()", extra="import sys")})
+    site("invrim-genexit", "genexit", {"hooks": "raise GeneratorExit('closing')\n"})
+    site("invrim-panic", "panicpkg", {"hooks": hooks(
+        "(_ for _ in ()).throw(Panic('the plugin panicked'))",
+        extra="class Panic(BaseException):\n            pass")})
+    site("invrim-shiftpkg", "shiftpkg", {"hooks": hooks('Component("shift", "shiftpkg.physics:Shift")'),
+                                         "physics": HEAVY_PHYSICS})
+
+
+def test_base_exceptions_from_plugins_are_contained(site):
+    install_exiting_plugins(site)
+    reg = registry()
+    status = {p.name: (p.status, p.error) for p in reg.plugins}
+    assert status["exitimport"] == ("failed", "import failed: SystemExit: sys.exit(3) was called")
+    assert status["exithook"] == ("failed", "bad hooks: SystemExit: sys.exit(None) was called")
+    assert status["genexit"] == ("failed", "import failed: GeneratorExit: closing")
+    assert status["panicpkg"] == ("failed", "bad hooks: Panic: the plugin panicked")
+    assert status["shiftpkg"][0] == "active" and "shift" in reg.forward_models.names()
+    pm = reg.plugin_manager                     # the failed ones are not left on the manager
+    assert pm.get_plugin("shiftpkg") is sys.modules["shiftpkg.hooks"]
+    assert pm.get_plugin("exithook") is None and pm.get_plugin("panicpkg") is None
+
+
+def test_strict_mode_turns_a_base_exception_into_plugin_error(site, monkeypatch):
+    site("invrim-exitimport", "exitimport", {"hooks": "import sys\nsys.exit(3)\n"})
+    monkeypatch.setenv("INVRIM_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"plugin 'exitimport' \(invrim-exitimport\) failed: import failed: "
+                                          r"SystemExit: sys.exit\(3\) was called \[INVRIM_STRICT") as e:
+        registry()
+    assert isinstance(e.value, Exception) and isinstance(e.value.__cause__, SystemExit)
+
+
+def test_a_keyboard_interrupt_still_interrupts(site):
+    site("invrim-interrupt", "interruptpkg", {"hooks": "raise KeyboardInterrupt\n"})
+    with pytest.raises(KeyboardInterrupt):
+        registry()
+
+
+def test_cli_lists_plugins_that_exit_or_panic(site, tmp_path):
+    install_exiting_plugins(site)
+    listing = cli(tmp_path / "site", "plugins", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert "Traceback" not in listing.stderr
+    for line in ("exitimport: import failed: SystemExit: sys.exit(3) was called",
+                 "exithook: bad hooks: SystemExit: sys.exit(None) was called",
+                 "genexit: import failed: GeneratorExit: closing",
+                 "panicpkg: bad hooks: Panic: the plugin panicked"):
+        assert line in listing.stdout, listing.stdout
+    assert "shiftpkg" in listing.stdout and "builtin" in listing.stdout
+    strict = cli(tmp_path / "site", "plugins", "list", INVRIM_STRICT_PLUGINS="1")
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr, strict.stderr
+    assert strict.stderr.startswith("invrim plugins: error: plugin '")
+    assert "INVRIM_STRICT_PLUGINS is set" in strict.stderr.splitlines()[-1]
+
+
+def test_a_failing_factory_is_one_line_naming_component_and_plugin(site):
+    site("invrim-boom", "boompkg", {"hooks": textwrap.dedent('''
+        from invrim.plugins import Component, hookimpl
+        @hookimpl
+        def invrim_backbones():
+            return [Component("boom", "boompkg.nets:Boom")]
+        @hookimpl
+        def invrim_forward_models():
+            return [Component("broken_import", "boompkg.physics:X")]
+    '''), "nets": BOOM_BACKBONE, "physics": "raise SystemExit('physics module exits')\n"})
+    reg = registry()
+    source = "from plugin 'boompkg' (invrim-boom 1.0)"
+    with pytest.raises(ComponentBuildError) as e:
+        reg.backbones.build("boom")
+    assert str(e.value) == f"cannot build backbone 'boom' {source}: RuntimeError: kaboom inside the factory"
+    assert isinstance(e.value.__cause__, RuntimeError)
+    with pytest.raises(ComponentBuildError, match=r"SystemExit: sys.exit\(4\) was called"):
+        reg.backbones.build("boom", mode="exit")
+    with pytest.raises(ComponentBuildError, match=r"'boom' .*: TypeError: "):
+        reg.backbones.build("boom", mode="bad call")
+    with pytest.raises(ComponentBuildError) as e:
+        reg.backbones.build("boompkg:boom", chanels=2)
+    assert str(e.value) == (f"cannot build backbone 'boom' {source}: unknown option 'chanels' "
+                            "(did you mean 'channels'?); its options: channels, mode")
+    assert isinstance(e.value, ValueError) and isinstance(e.value.__cause__, TypeError)
+    assert reg.backbones.build("boom", channels=2, mode="ok").channels == 2
+    with pytest.raises(ComponentBuildError) as e:
+        reg.forward_models.build("broken_import")
+    assert str(e.value) == (f"cannot import forward model 'broken_import' {source}: boompkg.physics: "
+                            "SystemExit: sys.exit('physics module exits') was called")
+
+
+def test_cli_check_reports_components_that_exit(site, capsys):
+    site("invrim-boom", "boompkg", {"hooks": textwrap.dedent('''
+        from invrim.plugins import Component, hookimpl
+        @hookimpl
+        def invrim_forward_models():
+            return [Component("exits", "boompkg.physics:X")]
+        @hookimpl
+        def invrim_generators():
+            return [Component("quits", "boompkg.gen:Quits")]
+    '''), "physics": "import sys\nsys.exit(5)\n",
+        "gen": "import sys\nclass Quits:\n    @classmethod\n    def example(cls):\n        sys.exit(7)\n"})
+    assert main(["plugins", "check", "boompkg"]) == 1
+    out = capsys.readouterr().out
+    assert ("FAILED   forward model boompkg:exits: ComponentBuildError: cannot import forward model 'exits' "
+            "from plugin 'boompkg' (invrim-boom 1.0): boompkg.physics: SystemExit: sys.exit(5) was called") in out
+    assert "FAILED   generator boompkg:quits: SystemExit: 7" in out
+
+
+def test_shared_entry_point_names_keep_both_plugins(site, tmp_path):
+    for dist, pkg in (("invrim-one", "onepkg"), ("invrim-two", "twopkg")):
+        site(dist, pkg, {"hooks": hooks('Component("warp", "shiftpkg.physics:Shift")')}, entry_name="same")
+    site("invrim-shiftpkg", "shiftpkg", {"hooks": hooks('Component("shift", "shiftpkg.physics:Shift")'),
+                                         "physics": HEAVY_PHYSICS})
+    reg = registry()
+    assert {"invrim-one:same:warp", "invrim-two:same:warp"} <= set(reg.forward_models.names())
+    with pytest.raises(AmbiguousComponentError) as e:
+        reg.forward_models.info("same:warp")
+    assert "same (invrim-one) and same (invrim-two)" in str(e.value)
+    assert "'invrim-one:same:warp' or 'invrim-two:same:warp'" in str(e.value)
+    assert reg.forward_models.info("invrim-two:warp").distribution == "invrim-two"
+    assert reg.forward_models.info("invrim_two:same:warp").distribution == "invrim-two"   # PEP 503 spelling
+    assert [c.distribution for c in reg.components_of("invrim-one:same")] == ["invrim-one"]
+    assert len(reg.components_of("same")) == 2
+    pm = reg.plugin_manager
+    assert pm.get_plugin("invrim-one:same") is sys.modules["onepkg.hooks"]
+    assert pm.get_plugin("invrim-two:same") is sys.modules["twopkg.hooks"]
+
+    root = tmp_path / "site"
+    listing = cli(root, "plugins", "list")
+    assert listing.returncode == 0 and "Traceback" not in listing.stderr, listing.stderr
+    rows = [line.split() for line in listing.stdout.splitlines() if line.startswith("same ")]
+    assert sorted(row[1] for row in rows) == ["invrim-one", "invrim-two"]
+    assert all(row[3] == "active" for row in rows)
+    assert ("invrim-one:same: entry-point name 'same' is also declared by invrim-two; "
+            "address this plugin as 'invrim-one:same'") in listing.stdout
+    doc = json.loads(cli(root, "plugins", "list", "--json").stdout)
+    assert sorted(p["qualified_name"] for p in doc["plugins"] if p["name"] == "same") == [
+        "invrim-one:same", "invrim-two:same"]
+    blocked = json.loads(cli(root, "plugins", "list", "--json", INVRIM_DISABLE_PLUGINS="invrim-one:same").stdout)
+    assert {p["qualified_name"]: p["status"] for p in blocked["plugins"] if p["name"] == "same"} == {
+        "invrim-one:same": "disabled", "invrim-two:same": "active"}
+    allowed = json.loads(cli(root, "plugins", "list", "--json", INVRIM_PLUGINS="invrim-two:same").stdout)
+    status = {p["qualified_name"]: p["status"] for p in allowed["plugins"]}
+    assert {k: status[k] for k in ("invrim", "invrim-one:same", "invrim-two:same", "shiftpkg")} == {
+        "invrim": "builtin", "invrim-one:same": "disabled", "invrim-two:same": "active", "shiftpkg": "disabled"}
+    check = cli(root, "plugins", "check", "invrim-two:same")
+    assert "forward model invrim-two:same:warp" in check.stdout and "invrim-one" not in check.stdout
+    assert "Traceback" not in check.stderr
+
+
+def test_builtins_are_an_ordinary_plugin_on_one_manager(site, monkeypatch):
+    site("invrim-shiftpkg", "shiftpkg", {"hooks": hooks('Component("shift", "shiftpkg.physics:Shift")'),
+                                         "physics": HEAVY_PHYSICS})
+    reg = registry()
+    assert reg is registry()                                  # cached …
+    pm = reg.plugin_manager
+    assert pm.project_name == "invrim"
+    assert pm.get_plugin("invrim") is sys.modules["invrim.plugins.builtin"]
+    names = {c.name for result in pm.hook.invrim_forward_models() for c in result}
+    assert {"blur", "identity", "shift"} <= names              # hooks are callable through the manager
+    refresh()
+    assert registry() is not reg                              # … until refresh()
+    monkeypatch.setenv("INVRIM_DISABLE_PLUGINS", "invrim")    # blockable by name, as in pytest
+    refresh()
+    reg = registry()
+    assert reg.plugin("invrim").status == "disabled" and reg.plugin_manager.is_blocked("invrim")
+    assert "shift" in reg.forward_models.names() and "blur" not in reg.forward_models.names()
+    with pytest.raises(UnknownComponentError, match="unknown forward model 'blur'"):
+        reg.forward_models.info("blur")
+
+
+def test_one_table_of_kinds():
+    from invrim.plugins import KINDS
+    from invrim.plugins.spec import InvrimSpec
+    assert list(KINDS) == ["forward_models", "backbones", "likelihoods", "generators"]
+    assert [k.hook for k in KINDS.values()] == [n for n in vars(InvrimSpec) if n.startswith("invrim_")]
+    refresh()
+    reg = registry()
+    assert list(reg.kinds()) == list(KINDS)
+    for kind in KINDS.values():
+        assert getattr(reg, kind.name) is reg.kinds()[kind.name] and getattr(reg, kind.name).label == kind.label
+        spec = getattr(InvrimSpec, kind.hook)
+        assert spec.__doc__ and "return" in spec.__annotations__
+
+
+def test_a_plugin_using_the_registry_while_loading_fails_alone(site):
+    site("invrim-eager", "eagerpkg", {"hooks": "import invrim.plugins\ninvrim.plugins.registry()\n"})
+    site("invrim-shiftpkg", "shiftpkg", {"hooks": hooks('Component("shift", "shiftpkg.physics:Shift")'),
+                                         "physics": HEAVY_PHYSICS})
+    reg = registry()                                          # no deadlock, no recursion
+    record = reg.plugin("eagerpkg")
+    assert record.status == "failed" and "registry() was called while plugins were loading" in record.error
+    assert reg.plugin("shiftpkg").status == "active"

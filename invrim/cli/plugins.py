@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 
 def list_plugins(args: argparse.Namespace) -> int:
-    from ..plugins import registry
+    from ..plugins import KINDS, registry
     reg = registry()
     if args.json:
         print(json.dumps({"plugins": [p.describe() for p in reg.plugins],
@@ -36,16 +36,17 @@ def list_plugins(args: argparse.Namespace) -> int:
         return 0
     rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "PROVIDES")]
     for p in reg.plugins:
-        provides = "; ".join(f"{kind.replace('_', ' ')}: {', '.join(names)}"
+        provides = "; ".join(f"{KINDS[kind].plural}: {', '.join(names)}"
                              for kind, names in p.describe()["provides"].items()) or "-"
         rows.append((p.name, p.distribution or "-", p.version or "-", p.status, provides))
     _table(rows)
-    problems = [p for p in reg.plugins if p.error]
-    for p in problems:
-        print(f"  {p.name}: {p.error}")
+    for p in reg.plugins:
+        for note in (p.error, p.warning):
+            if note:
+                print(f"  {p.qualified_name}: {note}")
     missing = [c for kind in reg.kinds().values() for c in kind if c.missing]
     for c in missing:
-        print(f"  {c.qualified_name} ({c.kind.rstrip('s').replace('_', ' ')}) needs: "
+        print(f"  {c.qualified_name} ({KINDS[c.kind].label}) needs: "
               f"pip install {' '.join(c.missing)}")
     return 0
 
@@ -57,14 +58,14 @@ def _table(rows) -> None:
 
 
 def check_plugins(args: argparse.Namespace) -> int:
-    from ..plugins import UnknownComponentError, registry
+    from ..plugins import KINDS, UnknownComponentError, registry
     from ..plugins.testing import check_component
     reg = registry()
     components = [c for kind in reg.kinds().values() for c in kind]
     if args.names:
         chosen = []
         for name in args.names:
-            by_plugin = [c for c in components if name in (c.plugin, c.distribution)]
+            by_plugin = reg.components_of(name)        # entry-point, distribution or dist:name
             if by_plugin:
                 chosen += by_plugin
                 continue
@@ -89,13 +90,15 @@ def check_plugins(args: argparse.Namespace) -> int:
             entry["status"] = "passed"
         except LookupError as e:
             entry["status"], entry["detail"] = "skipped", str(e)
-        except Exception as e:  # noqa: BLE001 — any failure of a component is reported, not raised
+        except BaseException as e:  # noqa: BLE001 — any failure (SystemExit too) is reported, not raised
+            if isinstance(e, KeyboardInterrupt):
+                raise
             entry["status"], entry["detail"] = "failed", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             failed += 1
         results.append(entry)
         if not args.json:
             detail = ", ".join(entry.get("checks", [])) or entry.get("detail", "")
-            print(f"{entry['status'].upper():8} {c.kind.rstrip('s').replace('_', ' ')} {c.qualified_name}: {detail}")
+            print(f"{entry['status'].upper():8} {KINDS[c.kind].label} {c.qualified_name}: {detail}")
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -152,8 +152,8 @@ def _load_one(pm: pluggy.PluginManager, record: PluginRecord, importer: Callable
 
 
 def _entry_points() -> list[tuple[metadata.EntryPoint, Optional[str], Optional[str]]]:
-    """``(entry point, distribution, version)`` in the group; a distribution found twice on
-    ``sys.path`` counts once (the first, as for imports)."""
+    """``(entry point, distribution, version)`` in the group, by name and distribution; a
+    distribution found twice on ``sys.path`` counts once (the first, as for imports)."""
     found = []
     seen: set[tuple[str, str]] = set()
     for dist in metadata.distributions():
@@ -168,7 +168,7 @@ def _entry_points() -> list[tuple[metadata.EntryPoint, Optional[str], Optional[s
             if key not in seen:
                 seen.add(key)
                 found.append((ep, dname, version))
-    return found
+    return sorted(found, key=lambda item: (item[0].name, normalize(item[1] or "")))
 
 
 def _trace(pm: pluggy.PluginManager) -> None:
@@ -225,7 +225,7 @@ def load_plugins(strict: Optional[bool] = None) -> tuple[pluggy.PluginManager, l
     for record, importer in zip(records, importers):
         builtin = record.status == "builtin"
         if record.warning:
-            log.warning("plugin %r (%s): %s", record.qualified_name, record.distribution, record.warning)
+            log.warning("plugin %r (%s): %s", record.name, record.distribution or record.module, record.warning)
         if (any(map(record.matches, block))
                 or (allow and not builtin and not any(map(record.matches, allow)))):
             record.status = "disabled"

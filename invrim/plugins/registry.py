@@ -76,6 +76,7 @@ class ComponentRegistry:
         if builtins:
             return builtins[0]
         if len(chosen) > 1:
+            chosen = sorted(chosen, key=lambda p: p.qualified_name)
             who = " and ".join(f"{p.plugin} ({p.distribution or 'unknown distribution'})" for p in chosen)
             choices = " or ".join(f"'{p.qualified_name}'" for p in chosen)
             raise AmbiguousComponentError(f"{self.label} {name!r} is provided by {who}; choose one with {choices}")
