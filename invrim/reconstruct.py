@@ -165,7 +165,7 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     """
     from . import __version__
     from .data import HDF5Dataset
-    from .training import distributed as dd
+    from . import distributed as dd
 
     dd.init_if_needed()
     rank, world = dd.rank(), dd.world_size()
@@ -220,7 +220,7 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
 def _distributed(out: Path, partial: Path, n: int, batch_size: int, settings: dict, job: dict, overwrite: bool,
                  progress: bool, rank: int, world: int) -> None:
     """Each rank: its block of batches into its part file; then rank 0 merges the parts."""
-    from .training import distributed as dd
+    from . import distributed as dd
 
     batches = -(-n // batch_size)
     lo = rank * batches // world * batch_size

@@ -1,8 +1,12 @@
-"""The RIM engine: an unrolled learned optimiser driven by the likelihood's score."""
+"""The RIM engine: an unrolled learned optimiser driven by the likelihood's score.
+
+Shapes: ``y`` is the observation (batch first, any shape the physics takes); ``x`` is
+``(B, C, *dimensions)`` in model space; the hidden state ``h`` is whatever the backbone keeps.
+"""
 from __future__ import annotations
 
-import inspect
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -10,34 +14,17 @@ from torch import Tensor, nn
 from torch.func import vjp
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from . import compat
 from .backbones.base import Hidden
+from .config import INITIALIZATIONS, LOSS_WEIGHTS, PREPROCESSINGS, RIMConfig  # noqa: F401 (re-exported)
 from .links import resolve_link
-from .problem import Problem
+from .problem import CallableProblem, Problem
+from .runs import CheckpointError, RunFolder
 
-INITIALIZATIONS = ("zeros", "approximate_inverse", "model")
-PREPROCESSINGS = ("identity", "arcsinh", "adam", "rmsprop")
-LOSS_WEIGHTS = ("uniform", "linear", "quadratic", "log", "last")
-
-DEFAULTS: dict[str, Any] = {
-    "T": 10,
-    "initialization_method": "zeros",
-    "score_preprocessing_method": "identity",
-    "standardize_score": False,
-    "loss_weights": "uniform",
-    "detach_score": True,
-    "checkpointing": False,
-    "epsilon": 1e-7,
-    "beta_1": 0.9,
-    "beta_2": 0.999,
-}
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "<default>"
-
-
-_UNSET: Any = _Unset()
+_SETTINGS = tuple(RIMConfig.__dataclass_fields__)
+#: Settings readable as attributes (``rim.T``); ``loss_weights`` is the normalised buffer instead.
+_ATTRIBUTES = {**{name: name for name in _SETTINGS if name != "loss_weights"},
+               "checkpointing": "gradient_checkpointing"}
 
 
 def trajectory_weights(kind: Union[str, Sequence[float], Tensor], T: int) -> Tensor:
@@ -48,19 +35,12 @@ def trajectory_weights(kind: Union[str, Sequence[float], Tensor], T: int) -> Ten
     """
     t = torch.arange(1, T + 1, dtype=torch.float64)
     if isinstance(kind, str):
-        if kind == "uniform":
-            w = torch.ones(T, dtype=torch.float64)
-        elif kind == "linear":
-            w = t
-        elif kind == "quadratic":
-            w = t ** 2
-        elif kind == "log":
-            w = torch.logspace(-2, 0, T, dtype=torch.float64) if T > 1 else torch.ones(1, dtype=torch.float64)
-        elif kind == "last":
-            w = torch.zeros(T, dtype=torch.float64)
-            w[-1] = 1
-        else:
+        shapes = {"uniform": torch.ones(T, dtype=torch.float64), "linear": t, "quadratic": t ** 2,
+                  "log": torch.logspace(-2, 0, T, dtype=torch.float64) if T > 1 else torch.ones(1, dtype=torch.float64),
+                  "last": (t == T).double()}
+        if kind not in shapes:
             raise ValueError(f"unknown loss_weights {kind!r}; use one of {LOSS_WEIGHTS} or {T} numbers")
+        w = shapes[kind]
     else:
         w = torch.as_tensor(kind, dtype=torch.float64).flatten()
         if w.numel() != T:
@@ -68,33 +48,6 @@ def trajectory_weights(kind: Union[str, Sequence[float], Tensor], T: int) -> Ten
         if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
             raise ValueError("loss_weights must be finite, non-negative and not all zero")
     return w / w.sum()
-
-
-def _check_callable(fn: Callable, label: str) -> None:
-    if not callable(fn):
-        raise TypeError(f"{label} must be callable, got {type(fn).__name__}")
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature: trust them
-        return
-    params = list(sig.parameters.values())
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if any(p.kind == p.VAR_POSITIONAL for p in params):
-        return
-    if len(positional) < 2:
-        raise TypeError(f"{label} must have the signature {label}(x, y, *args); "
-                        f"got {label}{sig}")
-
-
-def _call_with_optional_args(fn: Callable, y: Tensor, args: tuple, kwargs: dict) -> Tensor:
-    """Call ``fn(y, *args, **kwargs)``, or ``fn(y)`` when it takes only the observation."""
-    try:
-        inspect.signature(fn).bind(y, *args, **kwargs)
-    except TypeError:
-        return fn(y)
-    except ValueError:
-        pass
-    return fn(y, *args, **kwargs)
 
 
 def _checked_device(device: Union[str, torch.device]) -> torch.device:
@@ -108,6 +61,33 @@ def _checked_device(device: Union[str, torch.device]) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ValueError(f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def _reload_arguments(run: Any, weights: Union[str, int], given: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of the RIM saved in ``run``, with ``given`` overriding them
+    (a warning for each setting that changes the saved model's)."""
+    folder = RunFolder(run)
+    model, saved = folder.load_backbone(given.get("model"), weights)
+    rim_saved = saved.get("rim", {})
+    settings = RIMConfig.from_dict(rim_saved).to_dict()
+    dims = tuple(saved.get("dimensions", ()))
+    if given.get("dimensions") and len(given["dimensions"]) != len(dims):   # other sizes of one rank are fine
+        raise ValueError(f"dimensions {tuple(given['dimensions'])} do not match the checkpoint's {dims}")
+    for key in _SETTINGS:
+        value = given.get(key)
+        if value is not None and settings[key] != (list(value) if isinstance(value, (tuple, Tensor)) else value):
+            warnings.warn(f"{key}={value!r} overrides the checkpoint's {key}={settings[key]!r}", stacklevel=4)
+    link = rim_saved.get("link_function", "identity")
+    if link == "custom" and given.get("link_function") is None:
+        raise ValueError(f"the model in {folder.path} was trained with a custom link function: pass "
+                         "link_function= and inverse_link_function=")
+    out = {**given, **{k: settings[k] if given.get(k) is None else given[k] for k in _SETTINGS},
+           "dimensions": given.get("dimensions") or dims, "model": model}
+    if given.get("link_function") is None and link not in ("identity", "custom"):
+        out["link_function"] = link
+    if all(given.get(k) is None for k in ("score_fn", "energy_fn", "problem")) and saved.get("problem"):
+        out["problem"] = Problem.from_config(**saved["problem"])     # rebuilt through the registry
+    return out
 
 
 class RIM(nn.Module):
@@ -125,35 +105,25 @@ class RIM(nn.Module):
         Spatial shape of ``x`` without batch and channel axes (``()`` for a parameter vector).
     model
         The backbone (:class:`~invrim.backbones.Hourglass`, :class:`~invrim.backbones.UNet` …).
-        May be omitted when ``checkpoints_directory`` is given.
     checkpoints_directory
-        Reload a trained model (backbone, weights and RIM settings) from this folder.
+        torch-rim's way to reload a trained model; prefer :meth:`RIM.from_checkpoint`.
     score_fn, energy_fn, problem
         Exactly one of: ``score_fn(x, y, *args) -> ∇ₓ log p(y|x)`` (shape of ``x``);
         ``energy_fn(x, y, *args) -> -log p(y|x)`` per sample ``(B,)`` (its score is ``-∇ energy``,
         computed with ``torch.func``); or a :class:`~invrim.problem.Problem`, whose per-sample
         parameters are then passed by keyword.
-    T
-        Number of recurrent steps.
     link_function, inverse_link_function
         Map between model space (where the RIM iterates) and physical space: a name
         (``"identity"``, ``"exp"``, ``"softplus"``, ``"sigmoid"``, ``"tanh"``) or two callables.
-    initialization_method
-        ``"zeros"``, ``"approximate_inverse"`` (``approximate_inverse_fn(y, *args)``, or the
-        problem's pseudo-inverse) or ``"model"`` (one backbone step from zero with zero score).
-    score_preprocessing_method
-        ``"identity"``, ``"arcsinh"``, ``"adam"`` or ``"rmsprop"`` (moments over the trajectory).
-    standardize_score
-        Divide each sample's score by its standard deviation before preprocessing.
-    loss_weights
-        Per-step weights of the trajectory loss (see :func:`trajectory_weights`).
-    detach_score
-        True (default, like torch-rim): the score is treated as an input; False keeps it in
-        the autograd graph (second-order training, as DIRECT does).
-    checkpointing
-        Recompute each step in the backward pass (``torch.utils.checkpoint``) so training
-        memory is nearly independent of ``T``; gradients are unchanged.
-    checkpoint
+    approximate_inverse_fn
+        ``approximate_inverse_fn(y, *args)`` for ``initialization_method="approximate_inverse"``
+        with a ``score_fn``/``energy_fn`` (a problem uses its forward model's pseudo-inverse).
+    T, initialization_method, score_preprocessing_method, standardize_score, loss_weights, \
+detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
+        The settings of :class:`~invrim.config.RIMConfig` (its defaults apply to what is not given).
+    config
+        A :class:`~invrim.config.RIMConfig` to start from instead of the defaults.
+    weights
         With ``checkpoints_directory``: which weights to load, ``"best"``, ``"last"`` or an epoch.
     device
         Optional: move the backbone there. Otherwise computation follows ``y``'s device.
@@ -167,61 +137,58 @@ class RIM(nn.Module):
         score_fn: Optional[Callable] = None,
         energy_fn: Optional[Callable] = None,
         problem: Optional[Problem] = None,
-        T: int = _UNSET,
+        T: Optional[int] = None,
         link_function: Union[str, Callable, None] = None,
         inverse_link_function: Optional[Callable] = None,
-        initialization_method: str = _UNSET,
+        initialization_method: Optional[str] = None,
         approximate_inverse_fn: Optional[Callable] = None,
-        score_preprocessing_method: str = _UNSET,
-        standardize_score: bool = _UNSET,
-        loss_weights: Union[str, Sequence[float], Tensor] = _UNSET,
-        detach_score: bool = _UNSET,
-        checkpointing: bool = _UNSET,
-        epsilon: float = _UNSET,
-        beta_1: float = _UNSET,
-        beta_2: float = _UNSET,
-        checkpoint: Union[str, int] = "best",
+        score_preprocessing_method: Optional[str] = None,
+        standardize_score: Optional[bool] = None,
+        loss_weights: Union[str, Sequence[float], Tensor, None] = None,
+        detach_score: Optional[bool] = None,
+        gradient_checkpointing: Optional[bool] = None,
+        epsilon: Optional[float] = None,
+        beta_1: Optional[float] = None,
+        beta_2: Optional[float] = None,
+        config: Optional[RIMConfig] = None,
+        weights: Union[str, int] = "best",
         device: Union[str, torch.device, None] = None,
-        **hyperparameters: Any,
+        **deprecated: Any,
     ):
         super().__init__()
-        if hyperparameters:
-            raise TypeError(f"RIM got unexpected argument(s): {', '.join(sorted(hyperparameters))}")
-        given = {k: v for k, v in dict(
-            T=T, initialization_method=initialization_method,
-            score_preprocessing_method=score_preprocessing_method,
-            standardize_score=standardize_score, loss_weights=loss_weights,
-            detach_score=detach_score, checkpointing=checkpointing,
-            epsilon=epsilon, beta_1=beta_1, beta_2=beta_2).items() if v is not _UNSET}
+        renamed = compat.translate("RIM", deprecated, compat.RENAMED_RIM)
+        weights = renamed.pop("weights", weights)
+        gradient_checkpointing = renamed.pop("gradient_checkpointing", gradient_checkpointing)
+        if renamed:
+            raise compat.unexpected("RIM", renamed)
+        given = dict(dimensions=tuple(dimensions), model=model, score_fn=score_fn, energy_fn=energy_fn,
+                     problem=problem, T=T, link_function=link_function, inverse_link_function=inverse_link_function,
+                     initialization_method=initialization_method, approximate_inverse_fn=approximate_inverse_fn,
+                     score_preprocessing_method=score_preprocessing_method, standardize_score=standardize_score,
+                     loss_weights=loss_weights, detach_score=detach_score,
+                     gradient_checkpointing=gradient_checkpointing, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2)
+        if checkpoints_directory is not None:              # the seed's reload path
+            given = _reload_arguments(checkpoints_directory, weights, given)
+        self._setup(config=config, device=device, **given)
 
-        saved: dict[str, Any] = {}
-        if checkpoints_directory is not None:
-            from .training.checkpoints import load_model
-            model, saved_cfg = load_model(checkpoints_directory, model=model, which=checkpoint)
-            saved = saved_cfg.get("rim", {})
-            saved_dims = tuple(saved_cfg.get("dimensions", ()))
-            if not dimensions:
-                dimensions = saved_dims
-            elif len(dimensions) != len(saved_dims):      # other sizes of the same rank are fine
-                raise ValueError(f"dimensions {tuple(dimensions)} do not match the checkpoint's {saved_dims}")
-            for k, v in given.items():
-                if k in saved and saved[k] != (list(v) if isinstance(v, (tuple, Tensor)) else v):
-                    warnings.warn(f"{k}={v!r} overrides the checkpoint's {k}={saved[k]!r}", stacklevel=2)
-            if saved.get("link_function") == "custom" and link_function is None:
-                raise ValueError(f"the model in {checkpoints_directory} was trained with a custom link "
-                                 "function: pass link_function= and inverse_link_function=")
-            if link_function is None and saved.get("link_function", "identity") != "identity":
-                link_function = saved["link_function"]
-            if score_fn is None and energy_fn is None and problem is None and saved_cfg.get("problem"):
-                problem = Problem.from_config(**saved_cfg["problem"])   # rebuilt through the registry
+    @classmethod
+    def from_checkpoint(cls, run: Union[str, Path, RunFolder], weights: Union[str, int] = "best",
+                        **overrides: Any) -> "RIM":
+        """The RIM trained in the run folder ``run`` (backbone, weights, settings and, when it was
+        trained on a registered problem, the problem), with ``weights`` ``"best"``, ``"last"`` or an
+        epoch number. ``overrides`` are constructor arguments (``device=``, ``problem=``, ``T=`` …)."""
+        return cls(checkpoints_directory=run, weights=weights, **overrides)
+
+    def _setup(self, dimensions, model, score_fn, energy_fn, problem, link_function, inverse_link_function,
+               approximate_inverse_fn, config, device, **settings) -> None:
         if model is None:
-            raise ValueError("RIM needs a backbone: pass model=... or checkpoints_directory=...")
+            raise ValueError("RIM needs a backbone: pass model=..., or load one with RIM.from_checkpoint(run)")
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module backbone, got {type(model).__name__}")
-        settings = {**DEFAULTS, **{k: v for k, v in saved.items() if k in DEFAULTS}, **given}
-        if isinstance(settings["loss_weights"], Tensor):
-            settings["loss_weights"] = settings["loss_weights"].tolist()
-
+        base = (config or RIMConfig()).to_dict()
+        self.settings = RIMConfig(**{**base, **{k: v for k, v in settings.items() if v is not None}})
+        if isinstance(self.settings.loss_weights, Tensor):
+            self.settings.loss_weights = self.settings.loss_weights.tolist()
         if device is not None:
             model = model.to(_checked_device(device))
         self.model = model
@@ -230,76 +197,68 @@ class RIM(nn.Module):
         if self.C is None:
             raise ValueError("the backbone must expose its number of channels as `.channels`")
 
-        # ---- the physics: exactly one of score_fn / energy_fn / problem ---------------------
+        # ---- the physics: one problem-like object -------------------------------------------------
         sources = [n for n, v in (("score_fn", score_fn), ("energy_fn", energy_fn), ("problem", problem))
                    if v is not None]
         if len(sources) != 1:
             raise ValueError("pass exactly one of score_fn, energy_fn or problem"
                              + (f" (got {', '.join(sources)})" if sources else ""))
-        if score_fn is not None:
-            _check_callable(score_fn, "score_fn")
-        if energy_fn is not None:
-            _check_callable(energy_fn, "energy_fn")
         if problem is not None and not isinstance(problem, Problem):
             raise TypeError(f"problem must be an invrim.Problem, got {type(problem).__name__}")
-        self.score_fn, self.energy_fn, self.problem = score_fn, energy_fn, problem
-
+        self.physics = problem if problem is not None else CallableProblem(score_fn, energy_fn, approximate_inverse_fn)
         self.link_function, self.inverse_link_function, self._link_name = resolve_link(
             link_function, inverse_link_function)
 
-        # ---- settings --------------------------------------------------------------------
-        T = settings["T"]
-        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T!r}")
-        self.T = T
-        init = str(settings["initialization_method"]).lower()
-        if init not in INITIALIZATIONS:
-            raise ValueError(f"unknown initialization_method {settings['initialization_method']!r}; "
-                             f"use one of {INITIALIZATIONS}")
-        if init == "approximate_inverse" and approximate_inverse_fn is None and problem is None:
+        s = self.settings
+        if s.initialization_method == "auto":
+            s.initialization_method = "approximate_inverse" if self.physics.has_approximate_inverse else "zeros"
+        if s.initialization_method == "approximate_inverse" and not self.physics.has_approximate_inverse:
             raise ValueError("initialization_method='approximate_inverse' needs approximate_inverse_fn "
                              "(or a problem whose forward model has a pseudo_inverse)")
-        if approximate_inverse_fn is not None and not callable(approximate_inverse_fn):
-            raise TypeError("approximate_inverse_fn must be callable")
-        self.initialization_method = init
-        self.approximate_inverse_fn = approximate_inverse_fn
-        pre = str(settings["score_preprocessing_method"]).lower()
-        if pre not in PREPROCESSINGS:
-            raise ValueError(f"unknown score_preprocessing_method "
-                             f"{settings['score_preprocessing_method']!r}; use one of {PREPROCESSINGS}")
-        self.score_preprocessing_method = pre
-        self.standardize_score = bool(settings["standardize_score"])
-        self.detach_score = bool(settings["detach_score"])
-        self.checkpointing = bool(settings["checkpointing"])
-        self.epsilon = float(settings["epsilon"])
-        self.beta_1 = float(settings["beta_1"])
-        self.beta_2 = float(settings["beta_2"])
-        if not (0 <= self.beta_1 < 1 and 0 <= self.beta_2 < 1):
-            raise ValueError("beta_1 and beta_2 must lie in [0, 1)")
-        self._loss_weights_spec = settings["loss_weights"]
-        self.register_buffer("loss_weights", trajectory_weights(settings["loss_weights"], T), persistent=False)
+        self.register_buffer("loss_weights", trajectory_weights(s.loss_weights, s.T), persistent=False)
 
-    # ------------------------------------------------------------------------------------
+    # ---- settings as attributes (the seed's names) ---------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in _ATTRIBUTES:
+            return getattr(settings, _ATTRIBUTES[name])
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        settings = self.__dict__.get("settings")
+        if settings is not None and name in _ATTRIBUTES:
+            self.settings = RIMConfig(**{**settings.to_dict(), _ATTRIBUTES[name]: value})   # validated
+            self._buffers["loss_weights"] = trajectory_weights(self.settings.loss_weights, self.settings.T).to(
+                self._buffers["loss_weights"].device)
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def problem(self) -> Optional[Problem]:
+        """The :class:`~invrim.Problem`, or None for a ``score_fn``/``energy_fn`` RIM."""
+        return self.physics if isinstance(self.physics, Problem) else None
+
+    @problem.setter
+    def problem(self, problem: Problem) -> None:
+        if not isinstance(problem, Problem):
+            raise TypeError(f"problem must be an invrim.Problem, got {type(problem).__name__}")
+        self.physics = problem
+
+    @property
+    def score_fn(self) -> Optional[Callable]:
+        return getattr(self.physics, "score_fn", None)
+
+    @property
+    def energy_fn(self) -> Optional[Callable]:
+        return getattr(self.physics, "energy_fn", None)
+
     def config(self) -> dict[str, Any]:
         """The JSON-serialisable settings saved with a checkpoint."""
-        lw = self._loss_weights_spec
         return {
             "dimensions": list(self.dimensions),
             "backbone": {"name": getattr(self.model, "name", type(self.model).__name__.lower()),
                          "config": self.model.config() if hasattr(self.model, "config") else {}},
-            "rim": {
-                "T": self.T,
-                "initialization_method": self.initialization_method,
-                "score_preprocessing_method": self.score_preprocessing_method,
-                "standardize_score": self.standardize_score,
-                "loss_weights": lw if isinstance(lw, str) else list(map(float, lw)),
-                "detach_score": self.detach_score,
-                "checkpointing": self.checkpointing,
-                "epsilon": self.epsilon,
-                "beta_1": self.beta_1,
-                "beta_2": self.beta_2,
-                "link_function": self._link_name,
-            },
+            "rim": {**self.settings.to_dict(), "link_function": self._link_name},
             "problem": self.problem.config() if self.problem is not None else None,
         }
 
@@ -311,128 +270,100 @@ class RIM(nn.Module):
     # ---- the score, in model space ----------------------------------------------------------
     def physical_score(self, x: Tensor, y: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         """``∇ log p(y | x)`` with ``x`` in physical space."""
-        if self.problem is not None:
-            if args:
-                raise TypeError("with a problem, pass per-sample parameters by keyword (e.g. psf=...)")
-            return self.problem.score(x, y, **kwargs)
-        if self.score_fn is not None:
-            return self._call_user(self.score_fn, "score_fn", x, y, args, kwargs)
-        energy, pullback = vjp(lambda x_: self._call_user(self.energy_fn, "energy_fn", x_, y, args, kwargs), x)
-        return -pullback(torch.ones_like(energy))[0]
+        return self.physics.score(x, y, *args, **kwargs)
 
     def model_score(self, x: Tensor, y: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         """The score with respect to the model-space variable ``x`` (chain rule through the link)."""
         if self._link_name == "identity":
-            score = self.physical_score(x, y, *args, **kwargs)
-        elif self.energy_fn is not None:
-            energy, pullback = vjp(lambda x_: self._call_user(
-                self.energy_fn, "energy_fn", self.link_function(x_), y, args, kwargs), x)
-            score = -pullback(torch.ones_like(energy))[0]
-        else:
-            linked, pullback = vjp(self.link_function, x)
-            score = pullback(self.physical_score(linked, y, *args, **kwargs))[0]
-        if score.shape != x.shape:
-            raise ValueError(f"the score has shape {tuple(score.shape)} but x has shape {tuple(x.shape)}")
-        return score
-
-    @staticmethod
-    def _call_user(fn: Callable, label: str, x: Tensor, y: Tensor, args: tuple, kwargs: dict) -> Tensor:
-        try:
-            return fn(x, y, *args, **kwargs)
-        except TypeError as e:
-            try:
-                inspect.signature(fn).bind(x, y, *args, **kwargs)
-            except TypeError as bind_error:
-                raise TypeError(f"{label} could not be called as {label}(x, y, *args) with "
-                                f"{len(args)} extra argument(s): {bind_error}") from e
-            except ValueError:
-                pass
-            raise
+            return self.physical_score(x, y, *args, **kwargs)
+        linked, pullback = vjp(self.link_function, x)                  # linked: (B, C, *dimensions)
+        return pullback(self.physical_score(linked, y, *args, **kwargs))[0]
 
     # ---- preprocessing ----------------------------------------------------------------------
     def _preprocess(self, score: Tensor, state: tuple[Tensor, ...], t: int) -> tuple[Tensor, tuple[Tensor, ...]]:
-        if self.standardize_score:
-            std = score.flatten(1).std(dim=1, unbiased=False).clamp_min(self.epsilon)
+        s = self.settings
+        if s.standardize_score:
+            std = score.flatten(1).std(dim=1, unbiased=False).clamp_min(s.epsilon)      # (B,)
             score = score / std.view(-1, *([1] * (score.dim() - 1)))
-        method = self.score_preprocessing_method
+        method = s.score_preprocessing_method
         if method == "identity":
             return score, state
         if method == "arcsinh":
             return torch.arcsinh(score), state
         if method == "adam":
-            m, v = state
-            m = self.beta_1 * m + (1 - self.beta_1) * score
-            v = self.beta_2 * v + (1 - self.beta_2) * score ** 2
-            m_hat = m / (1 - self.beta_1 ** (t + 1))
-            v_hat = v / (1 - self.beta_2 ** (t + 1))
-            return m_hat / (torch.sqrt(v_hat) + self.epsilon), (m, v)
+            m, v = state                                                             # each like x
+            m = s.beta_1 * m + (1 - s.beta_1) * score
+            v = s.beta_2 * v + (1 - s.beta_2) * score ** 2
+            m_hat = m / (1 - s.beta_1 ** (t + 1))
+            v_hat = v / (1 - s.beta_2 ** (t + 1))
+            return m_hat / (torch.sqrt(v_hat) + s.epsilon), (m, v)
         # rmsprop: the running second moment IS updated (the seed divided by epsilon forever)
         (v,) = state
-        v = self.beta_2 * v + (1 - self.beta_2) * score ** 2
-        v_hat = v / (1 - self.beta_2 ** (t + 1))
-        return score / (torch.sqrt(v_hat) + self.epsilon), (v,)
+        v = s.beta_2 * v + (1 - s.beta_2) * score ** 2
+        v_hat = v / (1 - s.beta_2 ** (t + 1))
+        return score / (torch.sqrt(v_hat) + s.epsilon), (v,)
 
     def _init_state(self, x: Tensor) -> tuple[Tensor, ...]:
-        if self.score_preprocessing_method == "adam":
-            return (torch.zeros_like(x), torch.zeros_like(x))
-        if self.score_preprocessing_method == "rmsprop":
-            return (torch.zeros_like(x),)
-        return ()
+        method = self.settings.score_preprocessing_method
+        return {"adam": (torch.zeros_like(x), torch.zeros_like(x)), "rmsprop": (torch.zeros_like(x),)}.get(method, ())
 
     # ---- the unrolled loop ------------------------------------------------------------------
-    def _dtype(self, y: Tensor) -> torch.dtype:
-        for p in self.model.parameters():
-            return p.dtype
-        return y.real.dtype if y.is_floating_point() or y.is_complex() else torch.get_default_dtype()
+    def _check_observation(self, y: Any, args: tuple) -> torch.dtype:
+        """The dtype the RIM computes in; one-line errors for a ``y`` the model cannot take."""
+        if not isinstance(y, Tensor):
+            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+        if args and self.problem is not None:
+            raise TypeError("with a problem, pass per-sample parameters by keyword (e.g. psf=...)")
+        param = next(self.model.parameters(), None)
+        if param is None:
+            return y.real.dtype if y.is_floating_point() or y.is_complex() else torch.get_default_dtype()
+        if y.device != param.device:
+            raise ValueError(f"y is on {y.device} but the model is on {param.device}: move one of them "
+                             f"(y.to('{param.device}') or rim.to('{y.device}'))")
+        if y.is_floating_point() and y.dtype != param.dtype:
+            raise TypeError(f"y has dtype {y.dtype} but the model's weights are {param.dtype}: pass "
+                            f"y.to({param.dtype}) (or convert the model with rim.to({y.dtype}))")
+        if self.problem is not None:
+            self.problem.check_observation(y)
+        return param.dtype
 
     def initialization(self, y: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Hidden]:
         """Initial estimate ``x_0`` (model space) and hidden state for observation ``y``."""
-        if not isinstance(y, Tensor):
-            raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
-        B = y.shape[0]
-        dtype = self._dtype(y)
-        zeros = torch.zeros((B, self.C, *self.dimensions), device=y.device, dtype=dtype)
-        if self.initialization_method == "approximate_inverse":
-            if self.approximate_inverse_fn is not None:
-                x_phys = _call_with_optional_args(self.approximate_inverse_fn, y, args, kwargs)
-            else:
-                x_phys = self.problem.approximate_inverse(y, **kwargs)
-            x = self.inverse_link_function(x_phys).to(dtype)
+        dtype = self._check_observation(y, args)
+        zeros = torch.zeros((y.shape[0], self.C, *self.dimensions), device=y.device, dtype=dtype)  # (B, C, *dims)
+        method = self.settings.initialization_method
+        x = zeros
+        if method == "approximate_inverse":
+            x = self.inverse_link_function(self.physics.approximate_inverse(y, *args, **kwargs)).to(dtype)
             if x.shape != zeros.shape:
                 raise ValueError(f"the approximate inverse has shape {tuple(x.shape)}, expected "
                                  f"{tuple(zeros.shape)} (batch, channels, *dimensions)")
-        else:
-            x = zeros
         h = self.model.init_hidden(x)
-        if self.initialization_method == "model":
+        if method == "model":
             dx, h = self.model(x, torch.zeros_like(x), h)
             x = x + dx
         return x, h
 
     def _step(self, t: int, y: Tensor, args: tuple, kwargs: dict, x: Tensor, h: Hidden,
               *state: Tensor) -> tuple[Tensor, Hidden, tuple[Tensor, ...]]:
-        if self.detach_score:
+        if self.settings.detach_score:
             with torch.no_grad():
-                score = self.model_score(x.detach(), y, *args, **kwargs)
+                score = self.model_score(x.detach(), y, *args, **kwargs)                 # like x
         else:
             score = self.model_score(x, y, *args, **kwargs)
         score, state = self._preprocess(score, state, t)
-        dx, h = self.model(x, score, h)
+        dx, h = self.model(x, score, h)                                                  # dx like x
         return x + dx, h, state
 
     def forward(self, y: Tensor, *args: Any, **kwargs: Any) -> list[Tensor]:
         """The trajectory ``[x_1, …, x_T]`` in model space (``args``/``kwargs`` go to the score)."""
-        if torch.is_grad_enabled() and isinstance(y, Tensor) and y.device.type == "cpu":
-            from .training.heap import keep_heap       # (not at import: it loads the training package)
-            keep_heap()           # a training step: keep glibc's heap between steps
         x, h = self.initialization(y, *args, **kwargs)
         state = self._init_state(x)
+        recompute = self.settings.gradient_checkpointing and torch.is_grad_enabled()
         out = []
-        use_ckpt = self.checkpointing and torch.is_grad_enabled()
-        for t in range(self.T):
-            if use_ckpt:
-                x, h, state = _checkpoint(self._step, t, y, args, kwargs, x, h, *state,
-                                          use_reentrant=False)
+        for t in range(self.settings.T):
+            if recompute:
+                x, h, state = _checkpoint(self._step, t, y, args, kwargs, x, h, *state, use_reentrant=False)
             else:
                 x, h, state = self._step(t, y, args, kwargs, x, h, *state)
             out.append(x)
@@ -449,7 +380,7 @@ class RIM(nn.Module):
         A mean over samples and pixels, so its scale does not depend on image size, batch
         size or ``T``.
         """
-        target = self.inverse_link_function(x_true)
+        target = self.inverse_link_function(x_true)                                      # (B, C, *dims)
         xs = self(y, *args, **kwargs)
         if xs[0].shape != target.shape:
             raise ValueError(f"x_true has shape {tuple(x_true.shape)} but the RIM's estimates have "
@@ -461,7 +392,10 @@ class RIM(nn.Module):
                 loss = loss + w[t] * torch.mean((x - target) ** 2)
         return loss
 
-    def fit(self, dataset, epochs: int = 100, learning_rate: float = 1e-4, **options: Any):
+    def fit(self, dataset, epochs: Optional[int] = None, learning_rate: Optional[float] = None, **options: Any):
         """Train the backbone on ``dataset``; see :func:`invrim.training.fit` for the options."""
-        from .training.fit import fit
+        from .training.fit import fit          # the one upward hand-over the layers allow (DESIGN §2)
         return fit(self, dataset, epochs=epochs, learning_rate=learning_rate, **options)
+
+
+__all__ = ["RIM", "RIMConfig", "trajectory_weights", "CheckpointError"]

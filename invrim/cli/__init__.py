@@ -49,6 +49,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command in ("train", "reconstruct"):  # an application tunes its own process: docs/speed.md
+        from ..heap import keep_heap  # (INVRIM_KEEP_HEAP=0 or your MALLOC_*_ variables turn it off)
+        keep_heap()
     ok = False
     try:
         code = int(args.handler(args) or 0)
@@ -71,5 +74,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     finally:
         if "torch.distributed" in sys.modules:          # under torchrun: leave the process group
-            from ..training import distributed
+            from .. import distributed
             distributed.shutdown(wait=ok)

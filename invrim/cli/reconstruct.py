@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     path = reconstruct(args.run, args.observations, args.output, batch_size=args.batch_size,
                        trajectory=args.trajectory, checkpoint=args.checkpoint, overwrite=args.overwrite,
                        device=args.device, progress=not args.quiet, check_values=not args.no_check_values)
-    from ..training import distributed as dd
+    from .. import distributed as dd
     if dd.is_main():
         print(f"wrote {path}")
     return 0

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, progress=not args.quiet, check_values=not args.no_check_values,
         max_time=args.max_time, patience=args.patience, scheduler=args.scheduler, clip=args.clip, seed=args.seed,
         num_workers=args.num_workers)
-    from ..training import distributed as dd
+    from .. import distributed as dd
     if not dd.is_main():
         return 0
     if history.records:

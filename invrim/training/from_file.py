@@ -8,13 +8,15 @@ from typing import Any, Optional, Union
 
 import torch
 
-from . import checkpoints as ck
+from .. import distributed as dd
+from ..data import DataError, HDF5Dataset
+from ..plugins import registry
+from ..rim import RIM
+from ..runs import DATA_FILE, CheckpointError, RunFolder  # noqa: F401 (DATA_FILE: the old import place)
+from .fit import fit
 
-DATA_FILE = "data.json"
-
-#: Defaults of file-based training (``invrim train``); they differ from :class:`~invrim.RIM`'s
-#: torch-rim-compatible defaults because these are what worked across invrim's examples.
-RIM_DEFAULTS: dict[str, Any] = {"T": 6, "standardize_score": True, "loss_weights": "linear"}
+#: Deprecated: the defaults are :class:`invrim.config.RIMConfig`'s, shared with ``RIM(...)``.
+RIM_DEFAULTS: dict[str, Any] = {}
 
 
 def _backbone_config(factory: Any, channels: int, dimensions: int, given: dict[str, Any]) -> dict[str, Any]:
@@ -46,70 +48,66 @@ def _describe(dataset) -> dict[str, Any]:
     }
 
 
-def train_on_file(path: Union[str, os.PathLike], run_directory: Union[str, os.PathLike], *,
+def _check_backbone_unchanged(folder: RunFolder, backbone: str, given: dict[str, Any]) -> None:
+    """Resuming with other backbone options would silently train the saved model: refuse."""
+    saved = folder.model_config()["backbone"]
+    if backbone != saved["name"]:
+        raise CheckpointError(f"{folder.path} was trained with backbone {saved['name']!r}, not {backbone!r}: "
+                              "resume without --backbone or start a new run")
+    changed = {k: v for k, v in given.items() if saved["config"].get(k) != v}
+    if changed:
+        key = sorted(changed)[0]
+        raise CheckpointError(f"{folder.path} was trained with backbone option {key}="
+                              f"{saved['config'].get(key)!r}, not {changed[key]!r}: resume without changing "
+                              "the backbone options or start a new run")
+
+
+def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike, None] = None, *,
                   backbone: str = "hourglass", backbone_config: Optional[dict[str, Any]] = None,
-                  rim_options: Optional[dict[str, Any]] = None, epochs: int = 10, learning_rate: float = 1e-3,
-                  batch_size: int = 16, validation_file: Union[str, os.PathLike, None] = None,
-                  validation_split: float = 0.0, resume: bool = False, device: Union[str, torch.device, None] = None,
-                  progress: bool = True, check_values: bool = True, **fit_options: Any):
-    """Train a RIM on the data file ``path`` and save it in ``run_directory``.
+                  rim_options: Optional[dict[str, Any]] = None, validation_file: Union[str, os.PathLike, None] = None,
+                  resume: bool = False, device: Union[str, torch.device, None] = None, progress: bool = True,
+                  check_values: bool = True, run_directory: Union[str, os.PathLike, None] = None,
+                  **fit_options: Any):
+    """Train a RIM on the data file ``path`` and save it in the run folder ``run_dir``.
 
     The forward model and likelihood are rebuilt from the file's attributes through the plugin
     registry; per-sample parameters stored in the file reach them by name. The backbone gets
     ``channels`` and ``dimensions`` from the file's ``x``. The run folder holds the checkpoint
     files of :func:`~invrim.training.fit` plus ``data.json`` (which file, physics and shapes it
-    was trained on), so ``RIM(checkpoints_directory=run_directory)`` rebuilds the whole model.
+    was trained on), so :meth:`RIM.from_checkpoint(run_dir) <invrim.RIM.from_checkpoint>`
+    rebuilds the whole model.
 
     Parameters
     ----------
     backbone, backbone_config
         A registered backbone and its options (default ``hourglass``).
     rim_options
-        :class:`~invrim.RIM` settings (``T``, ``initialization_method`` …) over
-        :data:`RIM_DEFAULTS`; the initialisation defaults to ``approximate_inverse`` when the
-        forward model has a pseudo-inverse or adjoint.
-    validation_file, validation_split
-        A validation data file (same physics and shapes), or the fraction of ``path`` to hold out.
+        :class:`~invrim.config.RIMConfig` settings (``T``, ``initialization_method`` …) over its
+        defaults, the same as ``RIM(...)``'s.
+    validation_file
+        A validation data file (same physics and shapes); or ``validation_split=``.
     resume
-        Continue the run found in ``run_directory`` (its model and settings are reused).
+        Continue the run found in ``run_dir`` (its model and settings are reused; changed
+        backbone options are refused).
     fit_options
-        Passed to :func:`~invrim.training.fit` (``max_time``, ``patience``, ``seed``, ``ema_decay`` …).
+        :class:`~invrim.config.FitConfig` options for :func:`~invrim.training.fit` (``epochs``,
+        ``learning_rate``, ``batch_size``, ``max_time``, ``patience``, ``seed`` …).
 
     Returns
     -------
     (rim, history)
     """
-    from ..data import DataError, HDF5Dataset
-    from ..rim import RIM
-    from . import distributed as dd
-    from .fit import fit
-
+    if run_dir is None:
+        if run_directory is None:
+            raise TypeError("train_on_file needs the run folder: train_on_file(path, run_dir)")
+        run_dir = run_directory                   # the older keyword
     dd.init_if_needed()
     device = dd.local_device(device)
-    folder = Path(run_directory)
-
-    def check_folder() -> bool:
-        if folder.exists() and not folder.is_dir():
-            raise ck.CheckpointError(f"{folder} exists and is not a folder")
-        has_run = folder.is_dir() and bool(ck.read_index(folder).get("state"))
-        if has_run and not resume:
-            raise ck.CheckpointError(f"{folder} already holds a training run; resume it (--resume) or choose a "
-                                     "new folder")
-        if folder.is_dir() and not has_run and any(p for p in folder.iterdir() if not p.name.startswith(".")) \
-                and not (folder / ck.MODEL_FILE).exists():
-            raise ck.CheckpointError(f"{folder} is not empty and holds no invrim run; choose a new folder")
-        return has_run
-
-    outcome: Any = None
-    if dd.is_main():                  # under torchrun rank 0 checks, the others follow its verdict
-        try:
-            outcome = check_folder()
-        except ck.CheckpointError as e:
-            outcome = e
-    outcome = dd.broadcast_object(outcome if not isinstance(outcome, Exception) else str(outcome))
-    if isinstance(outcome, str):
-        raise ck.CheckpointError(outcome)
-    has_run = bool(outcome)
+    folder = RunFolder(run_dir)
+    # under torchrun rank 0 checks the folder, the others follow its verdict
+    has_run = dd.broadcast_object(dd.on_main(lambda: folder.check_can_start(resume), CheckpointError))
+    if has_run:
+        _check_backbone_unchanged(folder, backbone, backbone_config or {})
 
     dataset = HDF5Dataset(path, require_truth=True, check_values=check_values, dtype=torch.float32)
     problem = dataset.problem
@@ -124,16 +122,16 @@ def train_on_file(path: Union[str, os.PathLike], run_directory: Union[str, os.Pa
                             f"{vdesc['forward_model']!r} with shapes {vdesc['shapes']} vs "
                             f"{described['forward_model']!r} with {described['shapes']}")
         described["validation"] = {"path": vdesc["path"], "samples": vdesc["samples"]}
+        fit_options["validation_split"] = 0.0
 
     if has_run:
-        recorded = ck.read_json(folder / DATA_FILE) if (folder / DATA_FILE).is_file() else {}
+        recorded = folder.data_record()
         for key in ("forward_model", "forward_model_config", "likelihood", "shapes"):
             if recorded and recorded.get(key) != described[key]:
-                raise DataError(f"{path} differs from the data {folder} was trained on ({key}); resume with "
+                raise DataError(f"{path} differs from the data {folder.path} was trained on ({key}); resume with "
                                 "the same file or start a new run")
-        rim = RIM(checkpoints_directory=folder, problem=problem, checkpoint="last", device=device)
+        rim = RIM.from_checkpoint(folder, weights="last", problem=problem, device=device)
     else:
-        from ..plugins import registry
         x_shape = described["shapes"]["x"]
         channels, spatial = int(x_shape[0]), tuple(int(s) for s in x_shape[1:])
         components = registry().backbones
@@ -144,16 +142,9 @@ def train_on_file(path: Union[str, os.PathLike], run_directory: Union[str, os.Pa
                 model = components.build(backbone, **config)
         else:
             model = components.build(backbone, **config)
-        options = {**RIM_DEFAULTS, **(rim_options or {})}
-        if "initialization_method" not in options:
-            fm = problem.forward_model
-            options["initialization_method"] = "approximate_inverse" if (
-                getattr(fm, "linear", False) or hasattr(fm, "pseudo_inverse")) else "zeros"
-        rim = RIM(spatial, model, problem=problem, device=device, **options)
+        rim = RIM(spatial, model, problem=problem, device=device, **(rim_options or {}))
         if dd.is_main():
-            folder.mkdir(parents=True, exist_ok=True)
-            ck.write_json(folder / DATA_FILE, described)
-    history = fit(rim, dataset, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size,
-                  validation_dataset=validation, validation_split=validation_split if validation is None else 0.0,
-                  checkpoints_directory=folder, resume=True, progress=progress, **fit_options)
+            folder.write_data_record(described)
+    history = fit(rim, dataset, validation_dataset=validation, run_dir=folder.path, resume=True,
+                  progress=progress, **fit_options)
     return rim, history

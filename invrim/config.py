@@ -1,0 +1,147 @@
+"""The one table of defaults: :class:`RIMConfig` (the model) and :class:`FitConfig` (training).
+
+``RIM(...)``, :func:`invrim.training.fit`, :func:`invrim.training.train_on_file` and the
+``invrim train`` command all read their defaults from here, so the library, the command line's
+``--help`` and the docs print the same numbers. Where a value differs from torch-rim's (the seed
+library), ``docs/migrating.md`` says so; :data:`invrim.compat.TORCH_RIM_SETTINGS` restores them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Optional, Sequence, Union
+
+INITIALIZATIONS = ("auto", "zeros", "approximate_inverse", "model")
+PREPROCESSINGS = ("identity", "arcsinh", "adam", "rmsprop")
+LOSS_WEIGHTS = ("uniform", "linear", "quadratic", "log", "last")
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass
+class RIMConfig:
+    """The RIM's settings, saved with the model (``model.json``'s ``"rim"`` entry).
+
+    Attributes
+    ----------
+    T
+        Number of recurrent steps (torch-rim's default, 10).
+    initialization_method
+        ``"auto"`` (the approximate inverse where the problem or ``approximate_inverse_fn``
+        offers one, else zeros: torch-rim's zeros for a ``score_fn`` script), ``"zeros"``,
+        ``"approximate_inverse"`` or ``"model"``.
+    score_preprocessing_method
+        ``"identity"``, ``"arcsinh"``, ``"adam"`` or ``"rmsprop"``.
+    standardize_score
+        Divide each sample's score by its standard deviation (torch-rim: off).
+    loss_weights
+        Per-step weights of the trajectory loss (torch-rim: uniform).
+    detach_score
+        Treat the score as an input (torch-rim) rather than differentiating through it.
+    gradient_checkpointing
+        Recompute each step in the backward pass: training memory nearly independent of ``T``.
+    epsilon, beta_1, beta_2
+        Constants of the ``adam``/``rmsprop`` preprocessing and of the standardisation.
+    """
+
+    T: int = 10
+    initialization_method: str = "auto"
+    score_preprocessing_method: str = "identity"
+    standardize_score: bool = True
+    loss_weights: Union[str, Sequence[float]] = "linear"
+    detach_score: bool = True
+    gradient_checkpointing: bool = False
+    epsilon: float = 1e-7
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+
+    def __post_init__(self) -> None:
+        T = self.T
+        if not isinstance(T, int) or isinstance(T, bool) or T < 1:
+            raise ValueError(f"T must be a positive integer, got {T!r}")
+        for name, allowed in (("initialization_method", INITIALIZATIONS),
+                              ("score_preprocessing_method", PREPROCESSINGS)):
+            value = str(getattr(self, name)).lower()
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {allowed}")
+            setattr(self, name, value)
+        if not (0 <= self.beta_1 < 1 and 0 <= self.beta_2 < 1):
+            raise ValueError("beta_1 and beta_2 must lie in [0, 1)")
+        if not isinstance(self.loss_weights, str):
+            self.loss_weights = [float(w) for w in self.loss_weights]
+        for name in ("standardize_score", "detach_score", "gradient_checkpointing"):
+            setattr(self, name, bool(getattr(self, name)))
+        self.epsilon, self.beta_1, self.beta_2 = float(self.epsilon), float(self.beta_1), float(self.beta_2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RIMConfig":
+        """Build from a saved ``"rim"`` entry; unknown keys (``link_function``) are ignored and
+        the names of older files (``checkpointing``) are read."""
+        values = dict(values)
+        if "checkpointing" in values and "gradient_checkpointing" not in values:
+            values["gradient_checkpointing"] = values.pop("checkpointing")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class FitConfig:
+    """Training options of :func:`invrim.training.fit` (and ``invrim train``).
+
+    ``epochs`` counts the whole run (a resumed run continues up to it); ``max_time`` is in hours;
+    ``patience`` in epochs; ``clip`` is the gradient-norm limit (0: off); ``ema_decay`` 0 is off;
+    ``save_every`` is the interval, in epochs, between saved checkpoints (and the last epoch);
+    ``models_to_keep`` the number of best weight files kept.
+    """
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 16
+    shuffle: bool = True
+    validation_split: float = 0.0
+    patience: float = math.inf
+    tolerance: float = 0.0
+    max_time: float = math.inf
+    warmup: int = 0
+    scheduler: str = "constant"
+    min_learning_rate: float = 0.0
+    clip: float = 1.0
+    weight_decay: float = 0.0
+    ema_decay: float = 0.0
+    save_every: int = 1
+    models_to_keep: int = 3
+    seed: Optional[int] = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "save_every", "models_to_keep"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.validation_split < 1:
+            raise ValueError(f"validation_split must lie in [0, 1), got {self.validation_split}")
+        if self.warmup < 0 or self.clip < 0:
+            raise ValueError("warmup and clip must be non-negative")
+        if self.ema_decay and not 0 < self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be 0 (off) or lie in (0, 1), got {self.ema_decay}")
+        if self.scheduler not in SCHEDULES:
+            raise ValueError(f"unknown scheduler {self.scheduler!r}; use one of {SCHEDULES}")
+        if not self.max_time > 0:
+            raise ValueError(f"max_time must be positive (hours), got {self.max_time}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def default(config: type, name: str) -> Any:
+    """The default of one field, e.g. ``default(FitConfig, "learning_rate")`` (for ``--help``)."""
+    return {f.name: f.default for f in fields(config)}[name]
+
+
+__all__ = ["RIMConfig", "FitConfig", "default", "INITIALIZATIONS", "PREPROCESSINGS", "LOSS_WEIGHTS",
+           "SCHEDULES"]
