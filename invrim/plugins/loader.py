@@ -136,6 +136,7 @@ def _load_one(pm: pluggy.PluginManager, record: PluginRecord, importer: Callable
         record.status, record.error = "failed", f"import failed: {one_line(e)}"
         return e
     try:
+        hash(module)                  # the per-plugin hook calls keep plugins in sets
         if pm.is_registered(module):
             raise ValueError(f"its hooks module {record.module} is already plugin {pm.get_name(module)!r}")
         pm.register(module, name=record.qualified_name)
