@@ -333,6 +333,15 @@ def test_build_backbone_and_registry():
 
 
 # --------------------------------------------------------------------------- layers
+@pytest.fixture
+def fast_kernels_on():
+    """The CPU kernels on (whatever ``INVRIM_FAST_KERNELS`` says) for the tests of the kernels."""
+    from invrim.backbones import cpu_kernels
+    with cpu_kernels.fast_kernels(True):
+        yield
+
+
+@pytest.mark.usefixtures("fast_kernels_on")
 def test_fast_tanh_matches_tanh():
     x = torch.linspace(-20, 20, 2001, dtype=torch.float64)
     assert torch.allclose(fast_tanh(x), torch.tanh(x), atol=1e-12)
@@ -349,6 +358,7 @@ def test_fast_tanh_matches_tanh():
     assert torch.autograd.gradgradcheck(lambda v: fast_tanh_(v * 1.0), (t,))
 
 
+@pytest.mark.usefixtures("fast_kernels_on")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # inside torch.func
 def test_fast_tanh_forward_mode_and_both_autograd_paths():
     t = torch.randn(8, dtype=torch.float64, requires_grad=True)
@@ -372,6 +382,7 @@ class _Conv:
         self.weight, self.bias = weight, bias
 
 
+@pytest.mark.usefixtures("fast_kernels_on")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # inside torch.func
 @pytest.mark.parametrize("out_channels", [1, 3])
 @pytest.mark.parametrize("bias", [True, False])
@@ -423,6 +434,7 @@ def _graph_functions(tensors) -> set[str]:
 def test_cpu_kernels_switch_gives_the_same_values_and_gradients(cls, dimensions, channels):
     """The CPU kernels (cpu_kernels.py) on and off: same forward and backward, plain ops when off."""
     from invrim.backbones import cpu_kernels
+    initial = cpu_kernels.enabled()
     model = make(cls, channels, dimensions).double()
     x = torch.randn(2, channels, *SPATIAL[dimensions], dtype=torch.float64)
     score = torch.randn_like(x)
@@ -448,7 +460,7 @@ def test_cpu_kernels_switch_gives_the_same_values_and_gradients(cls, dimensions,
         assert (got is None) == (expected is None)
         if got is not None:
             assert torch.allclose(got, expected, atol=1e-10, rtol=1e-8)
-    assert cpu_kernels.enabled()                           # the block switched back
+    assert cpu_kernels.enabled() is initial                # the blocks switched back
 
 
 def test_cpu_kernels_switch_in_float32_and_from_the_environment():
@@ -461,14 +473,14 @@ def test_cpu_kernels_switch_in_float32_and_from_the_environment():
     x, score = torch.randn(2, 1, 16, 12), torch.randn(2, 1, 16, 12)
     values = []
     for on in (True, False):
-        cpu_kernels.set_enabled(on)
+        initial = cpu_kernels.set_enabled(on)
         try:
             outs, _ = unroll(model, x, score)
             model.zero_grad()
             sum(o.square().sum() for o in outs).backward()
             values.append((outs[-1].detach(), [p.grad.clone() for p in model.parameters()]))
         finally:
-            cpu_kernels.set_enabled(True)
+            cpu_kernels.set_enabled(initial)
     assert torch.allclose(values[0][0], values[1][0], atol=1e-5)
     for got, expected in zip(values[0][1], values[1][1]):
         assert torch.allclose(got, expected, atol=1e-4, rtol=1e-3)
