@@ -13,7 +13,7 @@ to the next). See "Page faults between training steps" in ``benchmarks/RESULTS.m
 :func:`keep_heap` fixes the two thresholds (``mallopt``): tensors under 32 MiB come from the
 heap, and the heap is only shrunk when more than 2 GiB are free at its top. These settings are
 process-wide, so **invrim never calls it by itself**: the application does, for its own process
-(the ``invrim train`` command does), or wraps its training in :func:`kept_heap`.
+(``invrim train`` and ``invrim reconstruct`` do), or wraps its training in :func:`kept_heap`.
 
 Nothing happens on other C libraries or platforms, when ``INVRIM_KEEP_HEAP=0``, or when you have
 set any of glibc's own variables ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``,
