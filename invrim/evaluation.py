@@ -33,7 +33,13 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from .data.schema import ESTIMATE, OBSERVATION, SAMPLE, TRUTH, DataError
+from .data import HDF5Dataset
+from .data.dataset import validate
+from .data.reconstruction import TRAJECTORY, TRAJECTORY_NMSE, estimate_layout, read_reconstruction, read_rows
+from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError
+from .data.validation import problem_from_attrs
+from .metrics import magnitude, nmse, psnr, ssim, summarize
+from .physics.base import LinearForwardModel
 
 __all__ = ["evaluate", "format_table", "to_json", "read_sample", "sample_metrics", "baseline_name",
            "spatial_dims", "METRICS", "METHODS"]
@@ -60,7 +66,6 @@ def spatial_dims(x_dims) -> int:
 def baseline_name(forward_model) -> Optional[str]:
     """``"pseudo-inverse"``, ``"adjoint"`` (a linear model whose pseudo-inverse is its adjoint), or
     ``None`` when the forward model offers neither (no baseline)."""
-    from .physics.base import LinearForwardModel
     pinv = getattr(type(forward_model), "pseudo_inverse", None)
     if pinv is None:
         return None
@@ -77,7 +82,6 @@ def _ssim_ok(x_shape, x_dims) -> bool:
 def prepare_images(x: torch.Tensor, complex_channels: bool) -> torch.Tensor:
     """A batch ``(B, *x_dims)`` as the metrics see it: float64, magnitude of the (real, imag)
     channels when ``complex_channels``."""
-    from .metrics import magnitude
     x = x.detach().to("cpu", torch.float64)
     return magnitude(x, channel_axis=1) if complex_channels else x
 
@@ -86,7 +90,6 @@ def sample_metrics(estimate: torch.Tensor, truth: torch.Tensor, x_dims, complex_
                    ) -> dict[str, torch.Tensor]:
     """PSNR, SSIM (when the images allow it) and NMSE of a batch ``(B, *x_dims)``: ``{metric: (B,)}``
     float64 tensors, computed exactly as :func:`evaluate` does."""
-    from .metrics import nmse, psnr, ssim
     est = prepare_images(estimate, complex_channels)
     ref = prepare_images(truth, complex_channels)
     out = {"psnr": psnr(est, ref)}
@@ -136,19 +139,11 @@ def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
     Observations default to the reconstruction's ``input_file``; the truth to ``truth``'s ``x``,
     else the observation file's ``x``. Every failure is a one-line :class:`DataError`.
     """
-    from .data import HDF5Dataset
-    from .data.validation import open_h5, problem_from_attrs
-    from .reconstruct import read_reconstruction
 
     path = Path(reconstruction)
     attrs = read_reconstruction(path)
-    with open_h5(path) as f:
-        var = f.variables[ESTIMATE]
-        dims, shape, np_dtype = tuple(var.dimensions), tuple(var.shape), var.dtype
-        names = set(f.variables)
-    if not dims or dims[0] != SAMPLE:
-        raise DataError(f"{path}: variable {ESTIMATE!r} has dims {dims}; expected ('sample', …)")
-    n, x_dims, x_shape = int(shape[0]), dims[1:], tuple(int(s) for s in shape[1:])
+    x_dims, shape, np_dtype, names = estimate_layout(path)
+    n, x_shape = shape[0], shape[1:]
     dtype = _dtype_of(np_dtype)
     problem = problem_from_attrs(attrs, path)
     src = Sources(path=path, attrs=attrs, samples=n, x_dims=x_dims, x_shape=x_shape, problem=problem,
@@ -173,7 +168,6 @@ def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
                     raise DataError(f"the observation file {recorded} that {path} was reconstructed from no "
                                     "longer exists: pass --observations FILE (observations=…) where it is now")
     if obs_path is not None:
-        from .data import validate
         info = validate(obs_path, check_values=False)
         # y and the per-sample parameters; x (when there) is read separately, as the truth
         obs = HDF5Dataset(obs_path, variables=[OBSERVATION, *info.parameters], dtype=dtype, info=info)
@@ -201,7 +195,6 @@ def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
     # truth ------------------------------------------------------------------------------------
     if truth is not None:
         truth_path = Path(truth)
-        from .data import validate
         info = validate(truth_path, check_values=False, check_physics=False)
         if not info.has_truth:
             src.close()
@@ -231,10 +224,6 @@ def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
     return src
 
 
-def _read_x_hat(f, lo: int, hi: int) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(f[ESTIMATE][lo:hi]))
-
-
 def _baseline(src: Sources, batch: dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
     if src.baseline is None:
         return None
@@ -245,7 +234,7 @@ def _baseline(src: Sources, batch: dict[str, torch.Tensor]) -> Optional[torch.Te
         return src.observations.problem.approximate_inverse(y, **batch)
 
 
-def _observation_comparable(y: torch.Tensor, x_shape) -> bool:
+def observation_comparable(y: torch.Tensor, x_shape) -> bool:
     return (not y.is_complex()) and tuple(y.shape[1:]) == tuple(x_shape)
 
 
@@ -286,9 +275,6 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
         One line: the reconstruction, observation or truth file is missing or invalid, no file has
         ground truth, or the sample counts or shapes differ.
     """
-    import h5py
-
-    from .metrics import summarize
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -297,27 +283,26 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
         n = src.samples
         methods = ["rim"] + (["baseline"] if src.baseline else [])
         values: dict[str, dict[str, list]] = {}
-        with h5py.File(src.path, "r") as f:
-            for lo in range(0, n, batch_size):
-                hi = min(lo + batch_size, n)
-                x_hat = _read_x_hat(f, lo, hi)
-                batch = src.observations.read(lo, hi)
-                t = src.truth.read(lo, hi)[TRUTH]
-                estimates = {"rim": x_hat}
-                if src.baseline:
-                    estimates["baseline"] = _baseline(src, batch)
-                if lo == 0 and _observation_comparable(batch[OBSERVATION], src.x_shape):
-                    methods.append("observation")
-                if "observation" in methods:
-                    estimates["observation"] = batch[OBSERVATION]
-                for method, est in estimates.items():
-                    if tuple(est.shape) != tuple(t.shape):
-                        raise DataError(f"{src.path}: the {method} has shape {tuple(est.shape[1:])} but the truth "
-                                        f"has shape {tuple(t.shape[1:])}")
-                    with torch.no_grad():
-                        m = sample_metrics(est, t, src.x_dims, src.complex_channels)
-                    for metric, v in m.items():
-                        values.setdefault(method, {}).setdefault(metric, []).extend(float(a) for a in v)
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            x_hat = read_rows(src.path, lo, hi)[ESTIMATE]
+            batch = src.observations.read(lo, hi)
+            t = src.truth.read(lo, hi)[TRUTH]
+            estimates = {"rim": x_hat}
+            if src.baseline:
+                estimates["baseline"] = _baseline(src, batch)
+            if lo == 0 and observation_comparable(batch[OBSERVATION], src.x_shape):
+                methods.append("observation")
+            if "observation" in methods:
+                estimates["observation"] = batch[OBSERVATION]
+            for method, est in estimates.items():
+                if tuple(est.shape) != tuple(t.shape):
+                    raise DataError(f"{src.path}: the {method} has shape {tuple(est.shape[1:])} but the truth "
+                                    f"has shape {tuple(t.shape[1:])}")
+                with torch.no_grad():
+                    m = sample_metrics(est, t, src.x_dims, src.complex_channels)
+                for metric, v in m.items():
+                    values.setdefault(method, {}).setdefault(metric, []).extend(float(a) for a in v)
     finally:
         src.close()
     labels = {"rim": "RIM", "baseline": src.baseline or "baseline", "observation": "observation"}
@@ -436,9 +421,6 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
     ``index``, ``notes``. A missing ground truth is allowed (``truth`` is None); negative indices
     count from the end. Raises a one-line :class:`DataError` for an index out of range.
     """
-    import h5py
-
-    from .reconstruct import TRAJECTORY, TRAJECTORY_NMSE
     src = open_sources(reconstruction, truth=truth, observations=observations, require_truth=False)
     try:
         n = src.samples
@@ -446,12 +428,10 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
         out: dict[str, Any] = {"index": i, "samples": n, "x_dims": src.x_dims, "attrs": src.attrs,
                                "complex_channels": src.complex_channels, "baseline_name": src.baseline,
                                "notes": list(src.notes), "path": src.path}
-        with h5py.File(src.path, "r") as f:
-            out["x_hat"] = _read_x_hat(f, i, i + 1)[0]
-            out["trajectory"] = (torch.from_numpy(np.ascontiguousarray(f[TRAJECTORY][i]))
-                                 if TRAJECTORY in f else None)
-            out["trajectory_nmse"] = (torch.from_numpy(np.ascontiguousarray(f[TRAJECTORY_NMSE][i]))
-                                      if TRAJECTORY_NMSE in f else None)
+        rows = read_rows(src.path, i, i + 1, (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE))
+        out["x_hat"] = rows[ESTIMATE][0]
+        for name in (TRAJECTORY, TRAJECTORY_NMSE):
+            out[name] = rows[name][0] if rows[name] is not None else None
         out["truth"] = src.truth.read(i, i + 1)[TRUTH][0] if src.truth is not None else None
         out["y"] = out["baseline"] = None
         out["params"] = {}

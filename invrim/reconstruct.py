@@ -13,40 +13,33 @@ writes them while the model runs.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
+import platform
 import queue
 import threading
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .data.io import DatasetWriter, output_problem, partial_path
-from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError, decode_attrs
+from . import __version__
+from . import distributed as dd
+from .data import HDF5Dataset
+from .data import reconstruction as fmt
+from .data.io import output_problem, partial_path
+from .data.reconstruction import DONE, OUTPUT_FORMAT, STEP, TRAJECTORY, TRAJECTORY_NMSE, read_reconstruction  # noqa: F401
+from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError
+from .metrics import magnitude
+from .rim import RIM
+from .runs import RunFolder, file_digest
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FORMAT = "invrim-reconstruction"
-TRAJECTORY = "trajectory"
-TRAJECTORY_NMSE = "trajectory_nmse"
-DONE = "done"
-STEP = "step"
-_ZERO_FILL_BYTES = 64 * 1024 * 1024
-
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def file_digest(path: PathLike) -> str:
-    """SHA-256 of a file (the checkpoint's identity in provenance and resume checks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fingerprint(path: Path) -> dict[str, Any]:
@@ -56,17 +49,12 @@ def _fingerprint(path: Path) -> dict[str, Any]:
 
 def load_run(run: PathLike, checkpoint: Union[str, int] = "best", device: Union[str, torch.device, None] = None):
     """The trained RIM of a run folder, its weight file and the ``data.json`` record (or ``{}``)."""
-    from .rim import RIM
-    from .training import checkpoints as ck
-    from .training.from_file import DATA_FILE
-
-    run = Path(run)
-    ck.read_model_config(run)                      # clear errors for a non-run folder
-    weights = ck.select_weights(run, checkpoint)
-    rim = RIM(checkpoints_directory=run, checkpoint=checkpoint, device=device)
+    folder = RunFolder(run)
+    folder.model_config()                          # clear errors for a non-run folder
+    weights = folder.weights_path(checkpoint)
+    rim = RIM.from_checkpoint(folder, weights=checkpoint, device=device)
     rim.eval()
-    record = ck.read_json(run / DATA_FILE) if (run / DATA_FILE).is_file() else {}
-    return rim, weights, record
+    return rim, weights, folder.data_record()
 
 
 def _check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
@@ -96,7 +84,6 @@ def _nmse_steps(xs: list[torch.Tensor], truth: torch.Tensor, complex_channels: b
     """NMSE of every step against the truth (of the magnitude for complex-channel images, as
     :mod:`invrim.metrics` and ``invrim evaluate`` compute it)."""
     if complex_channels:
-        from .metrics import magnitude
         xs = [magnitude(x) for x in xs]
         truth = magnitude(truth)
     t = truth.reshape(truth.shape[0], -1).double()
@@ -163,10 +150,6 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     -------
     The path of the complete file. Rerunning after a crash or kill resumes the unfinished work.
     """
-    from . import __version__
-    from .data import HDF5Dataset
-    from . import distributed as dd
-
     dd.init_if_needed()
     rank, world = dd.rank(), dd.world_size()
     device = dd.local_device(device)
@@ -206,11 +189,7 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         dataset.close()
 
     if rank == 0:
-        import h5py
-        with h5py.File(partial, "r") as f:
-            if not f[DONE][:].all():
-                raise DataError(f"{partial}: some samples are not done after the run; rerun to finish")
-        os.replace(partial, out)
+        fmt.finish(partial, out)
         for stale in out.parent.glob(f"{out.name}.part*of*"):
             stale.unlink(missing_ok=True)
     dd.barrier()
@@ -220,8 +199,6 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
 def _distributed(out: Path, partial: Path, n: int, batch_size: int, settings: dict, job: dict, overwrite: bool,
                  progress: bool, rank: int, world: int) -> None:
     """Each rank: its block of batches into its part file; then rank 0 merges the parts."""
-    from . import distributed as dd
-
     batches = -(-n // batch_size)
     lo = rank * batches // world * batch_size
     hi = min((rank + 1) * batches // world * batch_size, n)
@@ -244,7 +221,7 @@ def _distributed(out: Path, partial: Path, n: int, batch_size: int, settings: di
 
     def merge() -> None:
         _open(partial, out, 0, n, batch_size, settings, job)
-        _merge(partial, [out.with_name(f"{out.name}.part{r}of{world}") for r in range(world)])
+        fmt.merge(partial, [out.with_name(f"{out.name}.part{r}of{world}") for r in range(world)])
 
     dd.on_main(merge, DataError)
 
@@ -252,7 +229,7 @@ def _distributed(out: Path, partial: Path, n: int, batch_size: int, settings: di
 def _open(path: Path, out: Path, start: int, stop: int, batch_size: int, settings: dict, job: dict) -> int:
     """Resume the unfinished file ``path`` for samples ``start:stop`` or create it; its batch size."""
     settings = {**settings, "samples": [start, stop]}
-    resumed = _resume_state(path, settings) if path.exists() else None
+    resumed = fmt.resume_state(path, settings) if path.exists() else None
     if resumed is not None:
         if resumed != batch_size:
             log.info("resuming %s with its original batch size %d", path, resumed)
@@ -263,14 +240,10 @@ def _open(path: Path, out: Path, start: int, stop: int, batch_size: int, setting
 def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, progress: bool) -> None:
     """Reconstruct samples ``start:stop`` into ``path`` (row ``i`` = sample ``start + i``), skipping
     the batches already done; reading, computing and writing overlap."""
-    import h5py
-    from tqdm.auto import tqdm
-
     rim, dataset, trajectory = job["rim"], job["dataset"], job["trajectory"]
     complex_channels = bool(getattr(dataset.problem.forward_model, "x_complex_channels", False))
     device = next(rim.model.parameters()).device
-    with h5py.File(path, "r") as f:
-        done = f[DONE][:].astype(bool)
+    done = fmt.done_flags(path)
     n = stop - start
     batches = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)
                if not done[lo:min(lo + batch_size, n)].all()]
@@ -286,17 +259,15 @@ def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, prog
         _put(inbox, None, stop_event)
 
     def write() -> None:
-        with h5py.File(path, "r+") as f:
+        rows = fmt.RowWriter(path)
+        try:
             while True:
                 item = outbox.get()
                 if item is None:
                     return
-                lo, hi, arrays = item
-                for name, a in arrays.items():
-                    f[name][lo:hi] = a
-                f.flush()
-                f[DONE][lo:hi] = 1
-                f.flush()
+                rows.write(*item)
+        finally:
+            rows.close()
 
     reader, writer = _Worker(read, "invrim-read"), _Worker(write, "invrim-write")
     reader.start()
@@ -354,57 +325,9 @@ def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, prog
         bar.close()
 
 
-def _merge(target: Path, parts: list[Path]) -> None:
-    """Copy the finished rank parts into ``target`` (only what is not done there yet)."""
-    import h5py
-    with h5py.File(target, "r+") as f:
-        done = f[DONE][:].astype(bool)
-        for part in parts:
-            if not part.exists():
-                continue
-            with h5py.File(part, "r") as p:
-                resume = p.attrs["resume"]
-                lo, hi = (int(v) for v in json.loads(resume)["samples"])
-                if not p[DONE][:].all():
-                    raise DataError(f"{part} is not finished; rerun to resume")
-                if done[lo:hi].all():
-                    continue
-                for name in (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE):
-                    if name in p:
-                        f[name][lo:hi] = p[name][:]
-                f.flush()
-                f[DONE][lo:hi] = 1
-                f.flush()
-
-
-def _resume_state(partial: Path, settings: dict[str, Any]) -> Optional[int]:
-    """The batch size of a resumable partial file, or None when it must be started afresh."""
-    import h5py
-    try:
-        with h5py.File(partial, "r") as f:
-            attrs = decode_attrs(dict(f.attrs))
-            if not attrs.get("initialized") or DONE not in f:
-                raise OSError("not initialized")
-    except Exception:
-        log.info("discarding %s: it was not fully created", partial)
-        partial.unlink()
-        return None
-    saved = attrs.get("resume") or {}
-    if isinstance(saved, str):
-        saved = json.loads(saved)
-    for key, value in settings.items():
-        if saved.get(key) != value:
-            raise DataError(f"{partial} holds an unfinished reconstruction with a different {key.replace('_', ' ')}; "
-                            "pass --overwrite (overwrite=True) to discard it and start again")
-    return int(saved["batch_size"])
-
-
 def _create_output(partial: Path, out: Path, start: int, stop: int, settings: dict, batch_size: int,
                    job: dict) -> int:
-    """Create ``partial`` for samples ``start:stop``, every chunk allocated (zero-filled)."""
-    import platform
-
-    import h5py
+    """Create ``partial`` for samples ``start:stop`` (see :func:`invrim.data.reconstruction.create`)."""
     dataset, rim, run, weights = job["dataset"], job["rim"], job["run"], job["weights"]
     trajectory, version = job["trajectory"], job["version"]
     has_truth = TRUTH in dataset.variables
@@ -421,7 +344,7 @@ def _create_output(partial: Path, out: Path, start: int, stop: int, settings: di
                         f"x has shape {tuple(first[TRUTH].shape)}")
     sizes = {d: int(s) for d, s in zip(x_dims, x0.shape[1:])}
     sizes[STEP] = rim.T
-    variables: dict[str, tuple] = {ESTIMATE: (x_dims, x0.dtype), DONE: ((), np.uint8)}
+    variables: dict[str, tuple] = {ESTIMATE: (x_dims, x0.dtype)}
     if trajectory:
         variables[TRAJECTORY] = ((STEP, *x_dims), x0.dtype)
     if has_truth:
@@ -429,7 +352,6 @@ def _create_output(partial: Path, out: Path, start: int, stop: int, settings: di
     attrs = dataset.info.attrs
     providers = attrs.get("providers") or {}
     versions = {"invrim": version, "torch": torch.__version__, "python": platform.python_version()}
-    from importlib import metadata
     for provider in providers.values():          # the plugins doing the work now (maybe newer
         dist = (provider or {}).get("distribution")   # than the ones that made the input file)
         if dist and dist not in versions:
@@ -448,33 +370,5 @@ def _create_output(partial: Path, out: Path, start: int, stop: int, settings: di
         "providers": providers, "versions": versions,
         "resume": {**settings, "batch_size": batch_size},
     }
-    writer = DatasetWriter(out, n, variables, sizes, file_attrs, overwrite=True, partial=partial)
-    try:
-        # allocate every chunk now, so that later writes never change the file's structure
-        for name, (dims, dtype) in writer.variables.items():
-            per_sample = max(1, int(np.prod([sizes[d] for d in dims], dtype=np.int64)) * dtype.itemsize)
-            step = max(1, _ZERO_FILL_BYTES // per_sample)
-            for lo in range(0, n, step):
-                hi = min(lo + step, n)
-                writer._vars[name][lo:hi] = np.zeros((hi - lo, *[sizes[d] for d in dims]), dtype)
-        writer.close(rename=False)
-    except BaseException:
-        writer.abort()
-        raise
-    with h5py.File(partial, "r+") as f:
-        f.attrs["initialized"] = 1
-        f.flush()
+    fmt.create(partial, out, n, variables, sizes, file_attrs)
     return batch_size
-
-
-def read_reconstruction(path: PathLike) -> dict[str, Any]:
-    """The decoded attributes of a complete reconstruction file (raises a one-line DataError)."""
-    from .data.validation import open_h5
-    with open_h5(path) as f:
-        attrs = decode_attrs(dict(f.attrs))
-        names = set(f.variables)
-    if attrs.get("invrim_format") != OUTPUT_FORMAT:
-        raise DataError(f"{path} is not an invrim reconstruction file (made by 'invrim reconstruct')")
-    if ESTIMATE not in names:
-        raise DataError(f"{path}: missing variable {ESTIMATE!r}")
-    return attrs

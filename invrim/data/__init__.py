@@ -18,7 +18,7 @@ from .schema import FORMAT, FORMAT_VERSION, DataError
 _EXPORTS = {
     "simulate": "simulation", "block_generator": "simulation",
     "HDF5Dataset": "dataset",
-    "validate": "validation", "read_attrs": "validation", "FileInfo": "validation",
+    "validate": "dataset", "read_attrs": "validation", "FileInfo": "validation",
     "problem_from_attrs": "validation",
     "DatasetWriter": "io", "write_dataset": "io", "open_dataset": "io",
 }

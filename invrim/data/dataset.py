@@ -11,6 +11,50 @@ from einops import rearrange
 from torch.utils.data import Dataset
 
 from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, dim_options
+from .validation import FileInfo, check_structure, scan_values
+
+
+def validate(path: Union[str, os.PathLike], problem: Any = None, require_truth: bool = False,
+             check_values: bool = True, check_physics: bool = True) -> FileInfo:
+    """Check that ``path`` is a readable invrim data file and return what it holds.
+
+    Checks: readable HDF5 (not truncated), format and version, the physics attributes (the forward
+    model and likelihood must be installed: the message names the plugin that made the file),
+    variables ``y`` (and ``x`` when ``require_truth``) and the per-sample parameters the file lists,
+    their dims against the forward model's ``x_dims`` / ``y_dims`` / ``param_dims`` (any order),
+    dtypes (``x`` real floating; ``y`` complex exactly when the forward model says so), equal sample
+    counts, ``F(x)`` of the first sample matching ``y``'s shape, and (``check_values``) no NaN/Inf.
+
+    Raises
+    ------
+    DataError
+        One line naming the file, the variable and what is wrong.
+    """
+    info = check_structure(path, problem=problem, require_truth=require_truth, check_values=False)
+    if check_physics and info.has_truth:
+        _check_physics(info)
+    if check_values:
+        scan_values(info.path, [n for n in (OBSERVATION, TRUTH, *info.parameters) if n in info.variables])
+    return info
+
+
+def _check_physics(info: FileInfo) -> None:
+    """Apply the forward model to the first sample: ``F(x)`` must have ``y``'s shape."""
+    item = HDF5Dataset(info.path, info=info)[0]
+    x = item.pop(TRUTH)[None]
+    y = item.pop(OBSERVATION)[None]
+    params = {k: v[None] for k, v in item.items()}
+    fm = info.problem.forward_model
+    try:
+        with torch.no_grad():
+            pred = fm(x, **params)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{info.path}: forward model {fm.name!r} cannot be applied to x of shape "
+                        f"{tuple(x.shape[1:])}: {first}") from None
+    if tuple(pred.shape) != tuple(y.shape):
+        raise DataError(f"{info.path}: forward model {fm.name!r} maps x {tuple(x.shape[1:])} to "
+                        f"{tuple(pred.shape[1:])} but y has shape {tuple(y.shape[1:])}")
 
 
 def _pattern_names(dims: Sequence[str]) -> list[str]:
@@ -48,7 +92,6 @@ class HDF5Dataset(Dataset):
     def __init__(self, path: Union[str, os.PathLike], variables: Optional[Sequence[str]] = None,
                  problem: Any = None, dtype: Optional[torch.dtype] = None, require_truth: bool = False,
                  check_values: bool = False, info: Any = None):
-        from .validation import validate
         if info is None:
             info = validate(path, problem=problem, require_truth=require_truth, check_values=check_values)
         self.info = info

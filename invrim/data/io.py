@@ -15,7 +15,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .. import __version__
-from .schema import FORMAT, FORMAT_VERSION, SAMPLE, DataError, check_dim_names, encode_attrs
+from .dataset import validate
+from .schema import FORMAT, FORMAT_VERSION, SAMPLE, DataError, check_dim_names, decode_attrs, encode_attrs
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -246,8 +247,6 @@ def open_dataset(path: PathLike, problem: Any = None, check_values: bool = False
     decoded). See :func:`invrim.data.validate` for the checks."""
     import xarray as xr
 
-    from .schema import decode_attrs
-    from .validation import validate
     validate(path, problem=problem, check_values=check_values)
     ds = xr.open_dataset(path, engine="h5netcdf")
     ds.attrs = decode_attrs(dict(ds.attrs))

@@ -10,7 +10,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import __version__
+from ..plugins import registry
 from .io import DatasetWriter, check_output
+from .validation import open_h5
 from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, check_dim_names, dim_options
 
 #: Samples drawn per random stream. Fixed (not a user option) so that a seed gives the same file
@@ -25,7 +28,6 @@ def block_generator(seed: int, block: int) -> torch.Generator:
 
 
 def _provider(kind: str, name: str) -> Optional[dict[str, Any]]:
-    from ..plugins import registry
     reg = registry()
     components = {"forward_model": reg.forward_models, "likelihood": reg.likelihoods,
                   "generator": reg.generators}[kind]
@@ -33,7 +35,6 @@ def _provider(kind: str, name: str) -> Optional[dict[str, Any]]:
         info = components.info(name)
     except Exception:
         return None
-    from .. import __version__
     dist = info.distribution or ("invrim" if info.builtin else None)
     version = info.version or (__version__ if info.builtin else None)
     return {"name": info.qualified_name if not info.builtin else name, "plugin": info.plugin,
@@ -42,7 +43,6 @@ def _provider(kind: str, name: str) -> Optional[dict[str, Any]]:
 
 def _build(kind: str, spec: Any, config: Optional[dict]) -> tuple[Any, str, dict]:
     """A component from a registry name + options, or an instance as is."""
-    from ..plugins import registry
     if isinstance(spec, str):
         reg = registry()
         components = {"forward_model": reg.forward_models, "likelihood": reg.likelihoods,
@@ -61,7 +61,6 @@ class _SourceTruth:
     """Reads ``x`` from an existing file in blocks, axes put in the forward model's order."""
 
     def __init__(self, path: Union[str, os.PathLike], x_dims: tuple[str, ...], variable: str = TRUTH):
-        from .validation import open_h5
         self.path = Path(path)
         with open_h5(self.path) as f:
             if variable not in f.variables:
@@ -131,7 +130,6 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     -------
     Path of the finished file.
     """
-    from .. import __version__
     out = Path(path)
     check_output(out, overwrite, inputs=[source])     # before any (possibly long) simulation
     if (generator is None) == (source is None):

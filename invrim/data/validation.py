@@ -8,6 +8,9 @@ from typing import Any, Union
 
 import numpy as np
 
+from ..plugins import registry
+from ..plugins.errors import UnknownComponentError
+from ..problem import Problem
 from .schema import (ATTRS_REQUIRED, FORMAT, FORMAT_VERSION, OBSERVATION, SAMPLE, TRUTH, DataError,
                      decode_attrs, dim_options)
 
@@ -94,10 +97,6 @@ def _checked_attrs(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
 
 def problem_from_attrs(attrs: dict[str, Any], path: Union[str, os.PathLike] = "<file>"):
     """Rebuild the file's :class:`~invrim.Problem` through the plugin registry."""
-    from ..plugins import registry
-    from ..plugins.errors import UnknownComponentError
-    from ..problem import Problem
-
     reg = registry()
     providers = attrs.get("providers") or {}
     built = []
@@ -148,9 +147,10 @@ def _check_dims(path, name, dims, options, whose) -> None:
                         "(the non-sample dims in any order)")
 
 
-def validate(path: Union[str, os.PathLike], problem: Any = None, require_truth: bool = False,
-             check_values: bool = True, check_physics: bool = True) -> FileInfo:
-    """Check that ``path`` is a readable invrim data file and return what it holds.
+def check_structure(path: Union[str, os.PathLike], problem: Any = None, require_truth: bool = False,
+                    check_values: bool = True) -> FileInfo:
+    """The checks of :func:`invrim.data.validate` that need no sample to be read through the
+    physics (everything but ``F(x)`` matching ``y``).
 
     Checks: readable HDF5 (not truncated), format and version, the physics attributes (the forward
     model and likelihood must be installed: the message names the plugin that made the file),
@@ -214,34 +214,9 @@ def validate(path: Union[str, os.PathLike], problem: Any = None, require_truth: 
 
     info = FileInfo(path=path, attrs=attrs, samples=samples, variables=variables, parameters=list(parameters),
                     problem=problem, has_truth=TRUTH in variables)
-    if check_physics and info.has_truth:
-        _check_physics(info)
     if check_values:
         scan_values(path, present)
     return info
-
-
-def _check_physics(info: FileInfo) -> None:
-    """Apply the forward model to the first sample: ``F(x)`` must have ``y``'s shape."""
-    import torch
-
-    from .dataset import HDF5Dataset
-    ds = HDF5Dataset(info.path, info=info)
-    item = ds[0]
-    x = item.pop(TRUTH)[None]
-    y = item.pop(OBSERVATION)[None]
-    params = {k: v[None] for k, v in item.items()}
-    fm = info.problem.forward_model
-    try:
-        with torch.no_grad():
-            pred = fm(x, **params)
-    except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{info.path}: forward model {fm.name!r} cannot be applied to x of shape "
-                        f"{tuple(x.shape[1:])}: {first}") from None
-    if tuple(pred.shape) != tuple(y.shape):
-        raise DataError(f"{info.path}: forward model {fm.name!r} maps x {tuple(x.shape[1:])} to "
-                        f"{tuple(pred.shape[1:])} but y has shape {tuple(y.shape[1:])}")
 
 
 def scan_values(path: Union[str, os.PathLike], names) -> None:
