@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 
+from .. import distributed as dd
+from ..config import FitConfig, RIMConfig, SCHEDULES, default
+from ..plugins import registry
+from ..training.from_file import train_on_file
 from .options import check_options, parse_options
 
 EPILOG = """examples:
@@ -12,7 +15,10 @@ EPILOG = """examples:
   invrim train train.h5 -o run/ --epochs 40 --resume        # continue a stopped run up to epoch 40
 
 The forward model and likelihood are rebuilt from the file; the run folder (model.json, weights as
-safetensors, metrics.jsonl, data.json) is all 'invrim reconstruct' needs later."""
+safetensors, metrics.jsonl, data.json) is all 'invrim reconstruct' needs later. The defaults are
+invrim.config's RIMConfig and FitConfig, the same as RIM(...) and rim.fit(...) use from Python.
+As an application, this command keeps glibc's heap between training steps (invrim.heap.keep_heap;
+INVRIM_KEEP_HEAP=0 turns it off)."""
 
 
 def add_parser(sub) -> None:
@@ -25,23 +31,28 @@ def add_parser(sub) -> None:
     p.add_argument("--backbone", default="hourglass", metavar="NAME", help="registered backbone (default hourglass)")
     p.add_argument("-b", "--backbone-option", action="append", metavar="KEY=VALUE", default=[],
                    help="backbone option, e.g. nf=16 (repeatable)")
-    p.add_argument("--T", type=int, default=None, help="number of RIM steps (default 6)")
+    rim, fit = RIMConfig(), FitConfig()
+    p.add_argument("--T", type=int, default=None, help=f"number of RIM steps (default {rim.T})")
     p.add_argument("-r", "--rim-option", action="append", metavar="KEY=VALUE", default=[],
-                   help="RIM setting, e.g. score_preprocessing_method=adam (repeatable)")
-    p.add_argument("--epochs", type=int, default=10, help="total epochs (default 10)")
-    p.add_argument("--batch-size", type=int, default=16, help="default 16")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="default 1e-3")
+                   help="RIM setting, e.g. score_preprocessing_method=adam (repeatable; see RIMConfig)")
+    p.add_argument("--epochs", type=int, default=fit.epochs, help=f"total epochs (default {fit.epochs})")
+    p.add_argument("--batch-size", type=int, default=fit.batch_size, help=f"default {fit.batch_size}")
+    p.add_argument("--learning-rate", type=float, default=fit.learning_rate, help=f"default {fit.learning_rate:g}")
     val = p.add_mutually_exclusive_group()
     val.add_argument("--validation", metavar="FILE", help="validation data file")
-    val.add_argument("--validation-split", type=float, default=0.0, metavar="FRACTION",
+    val.add_argument("--validation-split", type=float, default=fit.validation_split, metavar="FRACTION",
                      help="hold out this fraction of FILE for validation")
-    p.add_argument("--max-time", type=float, default=math.inf, metavar="HOURS", help="time limit in hours")
-    p.add_argument("--patience", type=float, default=math.inf, help="early-stopping patience in epochs")
-    p.add_argument("--scheduler", default="constant", choices=("constant", "cosine", "linear"),
-                   help="learning-rate schedule after warm-up (default constant)")
-    p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping, 0 = off (default 1)")
+    p.add_argument("--max-time", type=float, default=fit.max_time, metavar="HOURS", help="time limit in hours")
+    p.add_argument("--patience", type=float, default=fit.patience, help="early-stopping patience in epochs")
+    p.add_argument("--scheduler", default=fit.scheduler, choices=SCHEDULES,
+                   help=f"learning-rate schedule after warm-up (default {fit.scheduler})")
+    p.add_argument("--warmup", type=int, default=fit.warmup, help=f"warm-up steps (default {fit.warmup})")
+    p.add_argument("--clip", type=float, default=fit.clip, help=f"gradient-norm clipping, 0 = off (default {fit.clip:g})")
+    p.add_argument("--save-every", type=int, default=fit.save_every, metavar="EPOCHS",
+                   help=f"save a checkpoint every this many epochs, and at the end (default {fit.save_every})")
     p.add_argument("--seed", type=int, default=None, help="seed of the weights and the shuffling")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p.add_argument("--num-workers", type=int, default=default(FitConfig, "num_workers"),
+                   help="DataLoader worker processes (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
     p.add_argument("--resume", action="store_true", help="continue the run found in RUN")
     p.add_argument("--no-check-values", action="store_true",
@@ -51,9 +62,6 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plugins import registry
-    from ..training.from_file import train_on_file
-
     backbone_opts = parse_options(args.backbone_option, "--backbone-option")
     check_options(registry().backbones, args.backbone, backbone_opts, "--backbone-option")
     rim_opts = parse_options(args.rim_option, "--rim-option")
@@ -64,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
         validation_file=args.validation, validation_split=args.validation_split, resume=args.resume,
         device=args.device, progress=not args.quiet, check_values=not args.no_check_values,
-        max_time=args.max_time, patience=args.patience, scheduler=args.scheduler, clip=args.clip, seed=args.seed,
-        num_workers=args.num_workers)
-    from .. import distributed as dd
+        max_time=args.max_time, patience=args.patience, scheduler=args.scheduler, warmup=args.warmup, clip=args.clip,
+        save_every=args.save_every, seed=args.seed, num_workers=args.num_workers)
     if not dd.is_main():
         return 0
     if history.records:
