@@ -248,7 +248,7 @@ def test_show_blur_mri_and_loss(blur, mri, tmp_path, capsys):
 def test_figure_panels_and_titles(blur, mri):
     import matplotlib.pyplot as plt
 
-    from invrim.figures import plot_reconstruction, plot_training
+    from invrim.viz import plot_reconstruction, plot_training
     fig = plot_reconstruction(blur["recon"], 3)
     titles = [ax.get_title() for ax in fig.get_axes()]
     text = " | ".join(titles)
@@ -282,7 +282,7 @@ def _sample(x, truth, y, y_dims, x_dims, traj=None, complex_channels=False, base
 @pytest.mark.parametrize("case", ["volume", "signal", "parameters", "multicoil"])
 def test_plot_sample_shapes(case, tmp_path):
     """3-D volumes (middle slice), 1-D signals (lines), parameter vectors (points), multi-coil k-space."""
-    from invrim.figures import plot_sample, save_figure
+    from invrim.viz import plot_sample, save_figure
     g = torch.Generator().manual_seed(0)
     if case == "volume":
         t = torch.rand(1, 10, 12, 12, generator=g)
@@ -320,7 +320,7 @@ def test_show_data_file_panels_metrics_and_parameters(blur, tmp_path, capsys):
     import matplotlib.pyplot as plt
 
     from invrim.data import HDF5Dataset
-    from invrim.figures import plot_data_sample
+    from invrim.viz import plot_data_sample
     assert main(["show", str(blur["test"]), "--index", "-2", "-o", str(tmp_path / "data.png")]) == 0
     assert "wrote" in capsys.readouterr().out
     _check_png(tmp_path / "data.png")
@@ -349,7 +349,7 @@ def test_show_observation_only_data_file_and_errors(blur, tmp_path, capsys):
     import matplotlib.pyplot as plt
 
     from invrim.data import write_dataset
-    from invrim.figures import plot_data_sample
+    from invrim.viz import plot_data_sample
     with xr.open_dataset(blur["test"], engine="h5netcdf") as ds:
         obs_only = ds.drop_vars("x").load()
     obs_only.attrs = dict(ds.attrs)
@@ -369,9 +369,25 @@ def test_observation_panel_without_anything_x_shaped():
     """A data file with no truth and a physics without a baseline: the observation is still drawn."""
     import matplotlib.pyplot as plt
 
-    from invrim.figures import _draw_observation
+    from invrim.viz._common import _draw_observation
     fig, ax = plt.subplots()
     y = torch.rand(12, 10)
     _draw_observation(fig, ax, {"y": y, "y_dims": ("detector", "angle"), "metrics": {}})
     assert ax.get_title() == "Observation y" and ax.get_ylabel() == "detector"
     plt.close(fig)
+
+
+def test_figures_is_a_deprecated_alias_of_viz():
+    import subprocess
+    import sys
+    code = ("import warnings\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import invrim.figures as old\n"
+            "import invrim.viz as new\n"
+            "names = ['plot_sample', 'plot_reconstruction', 'plot_data_sample', 'plot_training', 'read_metrics',"
+            " 'save_figure']\n"
+            "print(all(getattr(old, n) is getattr(new, n) for n in names))\n"
+            "print([w.category.__name__ for w in caught])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[0] == "True" and "DeprecationWarning" in out[1]

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
 
     from . import UsageError
-    from ..figures import plot_data_sample, plot_reconstruction, plot_training
+    from ..viz import plot_data_sample, plot_reconstruction, plot_training
 
     path = Path(args.path)
     if args.dpi < 1:
