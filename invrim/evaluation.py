@@ -55,7 +55,7 @@ SSIM_WINDOW = 7
 
 
 # ----------------------------------------------------------------------------------------------
-# small helpers shared with invrim.figures
+# small helpers shared with invrim.viz
 # ----------------------------------------------------------------------------------------------
 def spatial_dims(x_dims) -> int:
     """How many axes of ``x`` are spatial: all of ``x_dims`` but a leading ``channel`` axis."""

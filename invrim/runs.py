@@ -19,6 +19,7 @@ writes these files by name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -67,9 +68,15 @@ def atomic_target(path: PathLike) -> Iterator[str]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, (OSError, SafetensorError)):
+            full = getattr(e, "errno", None) == errno.ENOSPC or "os error 28" in str(e)
+            reason = "no space left on device" if full else (str(e).splitlines()[0] or type(e).__name__)
+            raise OSError(errno.ENOSPC if full else getattr(e, "errno", None),
+                          f"cannot write {path}: {reason}; what was saved before is kept, and the same "
+                          "command resumes once there is room") from None
         raise
 
 

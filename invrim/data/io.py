@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -23,6 +24,12 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: Target bytes per chunk for small samples (one sample per chunk otherwise).
 CHUNK_BYTES = 256 * 1024
 PARTIAL_SUFFIX = ".partial"
+#: Room kept free beyond a new file's data (HDF5 metadata, chunk indices).
+SPACE_MARGIN = 1 << 20
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def partial_path(path: PathLike) -> Path:
@@ -128,6 +135,7 @@ class DatasetWriter:
                 raise DataError(f"cannot write {self.path}: no size given for dimension(s) {missing} of {name!r}")
         if not os.access(self.partial.parent, os.W_OK):
             raise DataError(f"cannot write {self.path}: folder {self.partial.parent} is not writable")
+        self._check_space(sizes)
         try:
             self._file = h5netcdf.File(self.partial, "w")
         except OSError as e:
@@ -149,6 +157,17 @@ class DatasetWriter:
         except BaseException:
             self.abort()
             raise
+
+    def _check_space(self, sizes: Mapping[str, int]) -> None:
+        """A one-line DataError, before anything is written, when the device cannot hold the file:
+        HDF5 fails badly on a full disk (torn files, errors from its destructors)."""
+        needed = sum(self.samples * int(np.prod([sizes[d] for d in dims], dtype=np.int64)) * dtype.itemsize
+                     for dims, dtype in self.variables.values())
+        needed += SPACE_MARGIN + needed // 100
+        free = shutil.disk_usage(self.partial.parent).free
+        if free < needed:
+            raise DataError(f"cannot write {self.path}: no space left on device (it needs about "
+                            f"{_megabytes(needed)}, {_megabytes(free)} are free in {self.partial.parent})")
 
     def write(self, start: int, **arrays: Any) -> None:
         """Write ``arrays`` (leading axis = samples) at sample ``start`` onward."""

@@ -34,7 +34,7 @@ class TrainingHistory(list):
     val_loss : list of float
         Validation loss per epoch (empty without a validation set).
     records : list of dict
-        The per-epoch metrics, as written to ``metrics.jsonl``.
+        The per-epoch metrics, as written to the run folder's metrics log.
     stop_reason : str
         Why training ended: ``"completed"``, ``"early stopping"``, ``"time limit"`` or
         ``"non-finite loss …"``.
