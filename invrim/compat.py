@@ -18,11 +18,12 @@ MIGRATION = "see docs/migrating.md (torch-rim → invrim)"
 TORCH_RIM_SETTINGS: dict[str, Any] = {"initialization_method": "zeros", "standardize_score": False,
                                       "loss_weights": "uniform"}
 #: ``fit`` options of torch-rim's README where invrim's defaults differ.
-TORCH_RIM_FIT_SETTINGS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 1, "clip": 0.0, "epochs": 100}
+TORCH_RIM_FIT_SETTINGS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 1, "clip": 0.0, "epochs": 100,
+                                          "shuffle": False}
 
 #: Older invrim names kept for one release: old → new.
 RENAMED_RIM = {"checkpointing": "gradient_checkpointing", "checkpoint": "weights"}
-RENAMED_FIT = {"checkpoints": "save_every", "checkpointing": "gradient_checkpointing"}
+RENAMED_FIT = {"checkpoints": "save_every"}
 #: torch-rim arguments that invrim does not have, with what to do instead.
 REMOVED = {
     "verbose": "progress bars are on by default; pass progress=False to hide them",
@@ -51,8 +52,18 @@ def translate(owner: str, options: dict[str, Any], renamed: dict[str, str]) -> d
     return out
 
 
+#: Model settings that a script may pass to ``fit``, where they do not belong.
+MODEL_SETTINGS = {"checkpointing", "gradient_checkpointing", "T", "score_preprocessing_method",
+                  "initialization_method", "standardize_score", "loss_weights", "detach_score"}
+
+
 def unexpected(owner: str, names) -> TypeError:
-    return TypeError(f"{owner} got unexpected argument(s): {', '.join(sorted(names))}; {MIGRATION}")
+    names = sorted(names)
+    model = [n for n in names if n in MODEL_SETTINGS]
+    if owner == "fit" and model:
+        return TypeError(f"fit got {model[0]!r}, a setting of the model: pass it to RIM(...) "
+                         f"(e.g. RIM(..., {model[0].replace('checkpointing', 'gradient_checkpointing')}=...))")
+    return TypeError(f"{owner} got unexpected argument(s): {', '.join(names)}; {MIGRATION}")
 
 
 def check_callable(fn: Callable, label: str) -> None:

@@ -13,6 +13,8 @@ writes them while the model runs.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import platform
@@ -33,6 +35,7 @@ from .data import reconstruction as fmt
 from .data.io import output_problem, partial_path
 from .data.reconstruction import DONE, OUTPUT_FORMAT, STEP, TRAJECTORY, TRAJECTORY_NMSE, read_reconstruction  # noqa: F401
 from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError
+from .data.validation import read_attrs
 from .metrics import magnitude
 from .rim import RIM
 from .runs import RunFolder, file_digest
@@ -78,6 +81,25 @@ def _check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
         if list(shapes["x"]) != x_shape:
             raise DataError(f"{obs} has ground truth x of shape {tuple(x_shape)} but {run} reconstructs "
                             f"{tuple(shapes['x'])}")
+
+
+def _settings(obs: Path, created: Optional[str], weights: Path, trajectory: bool) -> dict[str, Any]:
+    """What makes two reconstructions the same job (recorded as ``resume`` in the output)."""
+    return {"input": _fingerprint(obs), "input_created": created, "checkpoint_sha256": file_digest(weights),
+            "trajectory": bool(trajectory)}
+
+
+def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool) -> bool:
+    """True when ``out`` is a complete reconstruction of the same job (same input file, weights and
+    options), so that rerunning the command that made it is a no-op, as job schedulers expect."""
+    try:
+        attrs = fmt.read_reconstruction(out)
+        saved = attrs.get("resume") or {}
+        saved = json.loads(saved) if isinstance(saved, str) else saved
+        wanted = _settings(obs, read_attrs(obs).get("created"), weights, trajectory)
+    except (DataError, OSError, ValueError):
+        return False
+    return all(saved.get(k) == v for k, v in wanted.items())
 
 
 def _nmse_steps(xs: list[torch.Tensor], truth: torch.Tensor, complex_channels: bool = False) -> torch.Tensor:
@@ -151,18 +173,33 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     The path of the complete file. Rerunning after a crash or kill resumes the unfinished work.
     """
     dd.init_if_needed()
+    with contextlib.ExitStack() as hold:       # rank 0 holds OUT.lock for the whole job
+        dd.on_main(lambda: hold.enter_context(fmt.exclusive(Path(output))), DataError)
+        return _reconstruct(run, observations, output, batch_size=batch_size, trajectory=trajectory,
+                            checkpoint=checkpoint, overwrite=overwrite, device=device, progress=progress,
+                            check_values=check_values)
+
+
+def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
+                trajectory: bool = False, checkpoint: Union[str, int] = "best", overwrite: bool = False,
+                device: Union[str, torch.device, None] = None, progress: bool = True,
+                check_values: bool = True) -> Path:
     rank, world = dd.rank(), dd.world_size()
     device = dd.local_device(device)
     run, obs, out = Path(run), Path(observations), Path(output)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    rim, weights, record = load_run(run, checkpoint, device)
+    if not overwrite and out.is_file() and dd.broadcast_object(
+            _already_done(out, obs, weights, trajectory) if rank == 0 else None):
+        log.info("%s is complete already (the same input, weights and options): nothing to do", out)
+        return out                            # a rerun after a kill past the final rename
     problem = output_problem(out, overwrite, inputs=[obs]) if rank == 0 else None
     problem = dd.broadcast_object(problem)
     if problem:
         raise DataError(problem)
     partial = partial_path(out)
 
-    rim, weights, record = load_run(run, checkpoint, device)
     dtype = next(rim.model.parameters()).dtype
     # rank 0 alone reads every value for NaN / Inf (a failure stops every rank); the others check
     # only the structure
@@ -173,10 +210,7 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         _check_match(rim, record, dataset, run, obs)
         rim.problem = dataset.problem          # the observation file's own physics gives the score
         n = len(dataset)
-        settings = {
-            "input": _fingerprint(obs), "input_created": dataset.info.attrs.get("created"),
-            "checkpoint_sha256": file_digest(weights), "trajectory": bool(trajectory),
-        }
+        settings = _settings(obs, dataset.info.attrs.get("created"), weights, trajectory)
         job = dict(rim=rim, dataset=dataset, run=run, weights=weights, trajectory=trajectory, version=__version__)
         if world == 1:
             if partial.exists() and overwrite:

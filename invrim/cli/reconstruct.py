@@ -7,8 +7,11 @@ EPILOG = """examples:
   invrim reconstruct run/ test.h5 -o recon.h5
   invrim reconstruct run/ test.h5 -o recon.h5 --batch-size 64 --trajectory --checkpoint last
 
-Killed or interrupted? Run the same command again: it finishes the job from RECON.h5.partial. A
-complete output is never overwritten without --overwrite."""
+Killed or interrupted? Run the same command again: it finishes the job from RECON.h5.partial, and
+once RECON.h5 is complete the same command is a no-op (exit 0). A complete output is never
+overwritten without --overwrite; a second command writing the same output stops with one line.
+As an application, this command keeps glibc's heap between batches (invrim.heap.keep_heap;
+INVRIM_KEEP_HEAP=0 turns it off)."""
 
 
 def _checkpoint(text: str):
@@ -35,11 +38,16 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..reconstruct import reconstruct
+    existed = Path(args.output).is_file() and not args.overwrite
     path = reconstruct(args.run, args.observations, args.output, batch_size=args.batch_size,
                        trajectory=args.trajectory, checkpoint=args.checkpoint, overwrite=args.overwrite,
                        device=args.device, progress=not args.quiet, check_values=not args.no_check_values)
     from .. import distributed as dd
     if dd.is_main():
-        print(f"wrote {path}")
+        # without --overwrite an existing output is only ever returned when it is complete already
+        print(f"{path} is complete already (same input, weights and options): nothing to do" if existed
+              else f"wrote {path}")
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import __version__
 from .dataset import validate
+from .validation import is_lock_error, locked_message
 from .schema import FORMAT, FORMAT_VERSION, SAMPLE, DataError, check_dim_names, decode_attrs, encode_attrs
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -139,6 +140,8 @@ class DatasetWriter:
         try:
             self._file = h5netcdf.File(self.partial, "w")
         except OSError as e:
+            if is_lock_error(e):
+                raise DataError(locked_message(self.partial)) from None
             reason = e.strerror or (str(e).splitlines()[0] if str(e) else type(e).__name__)
             raise DataError(f"cannot write {self.path}: {reason}") from None
         try:

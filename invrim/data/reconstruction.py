@@ -16,6 +16,8 @@ final name by :func:`os.replace`.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +30,7 @@ import torch
 
 from .io import DatasetWriter
 from .schema import ESTIMATE, SAMPLE, DataError, decode_attrs
-from .validation import open_h5
+from .validation import h5_file, is_lock_error, locked_message, open_h5
 
 log = logging.getLogger("invrim")
 
@@ -42,6 +44,29 @@ RESULTS = (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE)
 _ZERO_FILL_BYTES = 64 * 1024 * 1024
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+@contextlib.contextmanager
+def exclusive(final: Path):
+    """Hold ``FINAL.lock`` for the whole job, so that a second command writing the same output
+    stops at once with one line instead of racing the first one's unfinished file."""
+    path = final.with_name(final.name + ".lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise DataError(f"cannot write {final}: {e.strerror or e}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataError(f"another process is writing {final} (it holds {path.name}): wait for it to "
+                            "finish, or choose another output") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)          # while still holding it: a waiter sees the old inode
+    finally:
+        os.close(fd)
 
 
 def create(partial: Path, final: Path, samples: int, variables: Mapping[str, tuple], sizes: Mapping[str, int],
@@ -62,7 +87,7 @@ def create(partial: Path, final: Path, samples: int, variables: Mapping[str, tup
     except BaseException:
         writer.abort()
         raise
-    with h5py.File(partial, "r+") as f:
+    with h5_file(partial, "r+") as f:
         f.attrs["initialized"] = 1
         f.flush()
 
@@ -76,7 +101,9 @@ def resume_state(partial: Path, settings: Mapping[str, Any]) -> Optional[int]:
             attrs = decode_attrs(dict(f.attrs))
             if not attrs.get("initialized") or DONE not in f:
                 raise OSError("not initialized")
-    except Exception:
+    except Exception as e:
+        if is_lock_error(e):              # another process is writing it: never discard its work
+            raise DataError(locked_message(partial)) from None
         log.info("discarding %s: it was not fully created", partial)
         partial.unlink()
         return None
@@ -92,7 +119,7 @@ def resume_state(partial: Path, settings: Mapping[str, Any]) -> Optional[int]:
 
 def done_flags(path: Path) -> np.ndarray:
     """Which samples of an (unfinished) reconstruction file are written."""
-    with h5py.File(path, "r") as f:
+    with h5_file(path, "r") as f:
         return f[DONE][:].astype(bool)
 
 
@@ -100,7 +127,7 @@ class RowWriter:
     """Writes results into an unfinished file: the rows, flushed, then their ``done`` flags."""
 
     def __init__(self, path: Path):
-        self.file = h5py.File(path, "r+")
+        self.file = h5_file(path, "r+")
 
     def write(self, lo: int, hi: int, arrays: Mapping[str, np.ndarray]) -> None:
         for name, a in arrays.items():

@@ -42,6 +42,28 @@ def _fmt(dims) -> str:
     return "(" + ", ".join(dims) + ")"
 
 
+def is_lock_error(error: BaseException) -> bool:
+    """True for HDF5's refusal to open a file another process holds open for writing."""
+    text = str(error)
+    return "unable to lock file" in text or "errno = 11" in text or getattr(error, "errno", None) == 11
+
+
+def locked_message(path: Union[str, os.PathLike]) -> str:
+    return (f"{path} is being written by another process (its HDF5 file lock is held): wait for that "
+            "process to finish, or choose another output")
+
+
+def h5_file(path: Union[str, os.PathLike], mode: str = "r"):
+    """``h5py.File(path, mode)`` with a one-line DataError when another process holds its lock."""
+    import h5py
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        if is_lock_error(e):
+            raise DataError(locked_message(path)) from None
+        raise
+
+
 def open_h5(path: Union[str, os.PathLike]):
     """Open a file read-only with h5netcdf, turning every failure into a one-line DataError."""
     import h5netcdf
@@ -65,6 +87,8 @@ def open_h5(path: Union[str, os.PathLike]):
     except DataError:
         raise
     except Exception as e:  # h5py raises OSError/RuntimeError/KeyError with multi-line texts
+        if is_lock_error(e):
+            raise DataError(locked_message(path)) from None
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"{path} could not be read as HDF5 (truncated or corrupt?): {first}") from None
 
