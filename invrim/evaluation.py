@@ -286,8 +286,8 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
             x_hat = read_rows(src.path, lo, hi)[ESTIMATE]
-            batch = src.observations.read(lo, hi)
-            t = src.truth.read(lo, hi)[TRUTH]
+            batch = src.observations.read_checked(lo, hi)
+            t = src.truth.read_checked(lo, hi)[TRUTH]
             estimates = {"rim": x_hat}
             if src.baseline:
                 estimates["baseline"] = _baseline(src, batch)
@@ -432,12 +432,12 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
         out["x_hat"] = rows[ESTIMATE][0]
         for name in (TRAJECTORY, TRAJECTORY_NMSE):
             out[name] = rows[name][0] if rows[name] is not None else None
-        out["truth"] = src.truth.read(i, i + 1)[TRUTH][0] if src.truth is not None else None
+        out["truth"] = src.truth.read_checked(i, i + 1)[TRUTH][0] if src.truth is not None else None
         out["y"] = out["baseline"] = None
         out["params"] = {}
         out["y_dims"] = tuple(src.problem.forward_model.y_dims)
         if src.observations is not None:
-            batch = src.observations.read(i, i + 1)
+            batch = src.observations.read_checked(i, i + 1)
             b = _baseline(src, batch)
             out["baseline"] = b[0] if b is not None else None
             out["y"] = batch[OBSERVATION][0]

@@ -191,6 +191,16 @@ class HDF5Dataset(Dataset):
         handles = self._h5()
         return {name: self._convert(name, handles[name][start:stop]) for name in self.variables}
 
+    def read_checked(self, start: int, stop: int) -> dict[str, torch.Tensor]:
+        """:meth:`read`, with a one-line DataError naming the variable and sample when a value is
+        NaN or Inf (for readers that opened the file without scanning it: figures, evaluation)."""
+        batch = self.read(start, stop)
+        for name, value in batch.items():
+            if (value.is_floating_point() or value.is_complex()) and not torch.isfinite(value).all():
+                bad = start + int((~torch.isfinite(value)).flatten(1).any(dim=1).nonzero()[0])
+                raise DataError(f"{self.path}: variable {name!r} holds NaN or Inf values (in sample {bad})")
+        return batch
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         index = int(index)
         if index < 0:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import __version__
 from .dataset import validate
-from .validation import is_lock_error, locked_message
+from .validation import is_lock_error, locked_message, warn_if_unregistered
 from .schema import FORMAT, FORMAT_VERSION, SAMPLE, DataError, check_dim_names, decode_attrs, encode_attrs
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -254,6 +254,7 @@ def write_dataset(dataset, path: PathLike, overwrite: bool = False) -> Path:
     if missing:
         raise DataError(f"cannot write {path}: the dataset's attributes lack {', '.join(missing)}")
     attrs = {k: v for k, v in dataset.attrs.items() if k not in base_attrs()}   # provenance of this write
+    warn_if_unregistered(attrs, path)
     with DatasetWriter(path, int(dataset.sizes[SAMPLE]), variables, sizes, attrs,
                        overwrite=overwrite,
                        variable_attrs={n: dict(dataset[n].attrs) for n in variables}) as writer:

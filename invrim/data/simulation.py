@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..plugins import registry
 from .io import DatasetWriter, check_output
-from .validation import open_h5
+from .validation import open_h5, warn_if_unregistered
 from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, check_dim_names, dim_options
 
 #: Samples drawn per random stream. Fixed (not a user option) so that a seed gives the same file
@@ -28,9 +28,7 @@ def block_generator(seed: int, block: int) -> torch.Generator:
 
 
 def _provider(kind: str, name: str) -> Optional[dict[str, Any]]:
-    reg = registry()
-    components = {"forward_model": reg.forward_models, "likelihood": reg.likelihoods,
-                  "generator": reg.generators}[kind]
+    components = registry().kinds()[f"{kind}s"]
     try:
         info = components.info(name)
     except Exception:
@@ -44,10 +42,7 @@ def _provider(kind: str, name: str) -> Optional[dict[str, Any]]:
 def _build(kind: str, spec: Any, config: Optional[dict]) -> tuple[Any, str, dict]:
     """A component from a registry name + options, or an instance as is."""
     if isinstance(spec, str):
-        reg = registry()
-        components = {"forward_model": reg.forward_models, "likelihood": reg.likelihoods,
-                      "generator": reg.generators}[kind]
-        obj = components.build(spec, **(config or {}))
+        obj = registry().kinds()[f"{kind}s"].build(spec, **(config or {}))
         return obj, spec, obj.config() if hasattr(obj, "config") else dict(config or {})
     if config:
         raise ValueError(f"{kind}_config is only used with a {kind} name, not an instance")
@@ -162,6 +157,7 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
     providers = {k: v for k, v in providers.items() if v}
     attrs["providers"] = providers
+    warn_if_unregistered(attrs, path)
     versions = {"invrim": __version__, "torch": torch.__version__, "python": platform.python_version()}
     for p in providers.values():
         if p.get("distribution"):

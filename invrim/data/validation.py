@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -117,6 +118,23 @@ def _checked_attrs(path: Path, attrs: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(attrs[k], dict):
             raise DataError(f"{path}: attribute {k!r} is not a JSON object")
     return attrs
+
+
+def warn_if_unregistered(attrs: dict[str, Any], path: Union[str, os.PathLike]) -> None:
+    """Warn, when a file is written, that its physics is not in the registry: the file is valid,
+    but ``invrim train`` and the other commands will not be able to rebuild its problem."""
+    reg = registry()
+    for kind, label in (("forward_model", "forward model"), ("likelihood", "likelihood")):
+        name = attrs.get(kind)
+        if not isinstance(name, str):
+            continue
+        try:
+            reg.kinds()[f"{kind}s"].info(name)
+        except UnknownComponentError:
+            warnings.warn(f"{path}: {label} {name!r} is not registered (no installed plugin provides it), so "
+                          f"'invrim train/reconstruct/evaluate/show' cannot rebuild it from the file; from Python "
+                          f"pass it yourself (HDF5Dataset(path, problem=...)), or register it in a plugin "
+                          f"(docs/plugins.md)", UserWarning, stacklevel=3)
 
 
 def problem_from_attrs(attrs: dict[str, Any], path: Union[str, os.PathLike] = "<file>"):

@@ -42,7 +42,7 @@ def plot_data_sample(data: PathLike, index: int = 0, *, output: Optional[PathLik
     i = sample_index(index, n, info.path)
     ds = HDF5Dataset(data, info=info)
     try:
-        batch = ds.read(i, i + 1)
+        batch = ds.read_checked(i, i + 1)
         y_dims = ds.target_dims(OBSERVATION)
         x_dims = ds.target_dims(TRUTH) if info.has_truth else tuple(info.problem.forward_model.x_dims)
     finally:
