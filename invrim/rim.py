@@ -336,8 +336,9 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
         if method == "approximate_inverse":
             x = self.inverse_link_function(self.physics.approximate_inverse(y, *args, **kwargs)).to(dtype)
             if x.shape != zeros.shape:
-                raise ValueError(f"the approximate inverse has shape {tuple(x.shape)}, expected "
-                                 f"{tuple(zeros.shape)} (batch, channels, *dimensions)")
+                raise ValueError(f"y has shape {tuple(y.shape)}, whose approximate inverse has shape "
+                                 f"{tuple(x.shape)}, but the RIM reconstructs x of shape {tuple(zeros.shape)} "
+                                 "(batch, channels, *dimensions): check y's shape and the RIM's dimensions")
         h = self.model.init_hidden(x)
         if method == "model":
             dx, h = self.model(x, torch.zeros_like(x), h)

@@ -9,6 +9,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .. import distributed as dd
+from ..config import RIMConfig
 from ..data import DataError, HDF5Dataset
 from ..plugins import registry
 from ..rim import RIM
@@ -83,7 +84,7 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
         A registered backbone and its options (default ``hourglass``).
     rim_options
         :class:`~invrim.config.RIMConfig` settings (``T``, ``initialization_method`` …) over its
-        defaults, the same as ``RIM(...)``'s.
+        defaults, the same as ``RIM(...)``'s; they may also be given among the keyword options.
     validation_file
         A validation data file (same physics and shapes); or ``validation_split=``.
     resume
@@ -97,6 +98,9 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
     -------
     (rim, history)
     """
+    rim_options = dict(rim_options or {})
+    for key in [k for k in fit_options if k in RIMConfig.__dataclass_fields__]:
+        rim_options[key] = fit_options.pop(key)           # RIM settings given among the options
     if run_dir is None:
         if run_directory is None:
             raise TypeError("train_on_file needs the run folder: train_on_file(path, run_dir)")
@@ -130,7 +134,7 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
             if recorded and recorded.get(key) != described[key]:
                 raise DataError(f"{path} differs from the data {folder.path} was trained on ({key}); resume with "
                                 "the same file or start a new run")
-        rim = RIM.from_checkpoint(folder, weights="last", problem=problem, device=device)
+        rim = RIM.from_checkpoint(folder, weights="last", problem=problem, device=device, **rim_options)
     else:
         x_shape = described["shapes"]["x"]
         channels, spatial = int(x_shape[0]), tuple(int(s) for s in x_shape[1:])
@@ -142,7 +146,7 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
                 model = components.build(backbone, **config)
         else:
             model = components.build(backbone, **config)
-        rim = RIM(spatial, model, problem=problem, device=device, **(rim_options or {}))
+        rim = RIM(spatial, model, problem=problem, device=device, **rim_options)
         if dd.is_main():
             folder.write_data_record(described)
     history = fit(rim, dataset, validation_dataset=validation, run_dir=folder.path, resume=True,
