@@ -1,6 +1,6 @@
 """Training: the fit loop, checkpoints, EMA and early stopping."""
 from .early_stopping import EarlyStopping
 from .ema import EMA
-from .fit import TrainingHistory, evaluate, fit
+from .fit import TrainingHistory, evaluate, fit, validation_loss
 
-__all__ = ["fit", "evaluate", "TrainingHistory", "EarlyStopping", "EMA"]
+__all__ = ["fit", "validation_loss", "evaluate", "TrainingHistory", "EarlyStopping", "EMA"]

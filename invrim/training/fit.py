@@ -247,7 +247,7 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
         train_loss, val_loss = total / count, None
         if validation_dataset is not None:
             val_loader, val_steps = batches(validation_dataset, epoch, train=False)
-            val_loss = evaluate(rim, val_loader, device, ema, steps=val_steps)
+            val_loss = validation_loss(rim, val_loader, device, ema, steps=val_steps)
         monitored = val_loss if val_loss is not None else train_loss
         if stopper.improved(monitored):
             history.best_epoch = epoch + 1
@@ -278,7 +278,7 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
 
 
 @torch.no_grad()
-def evaluate(rim, batches, device: torch.device, ema: Optional[EMA] = None, steps: Optional[list] = None) -> float:
+def validation_loss(rim, batches, device: torch.device, ema: Optional[EMA] = None, steps: Optional[list] = None) -> float:
     """Mean :meth:`RIM.loss_fn` over ``batches`` (with the EMA weights when given); with the
     ``steps`` of a sharded loader, the mean over all ranks' samples."""
     was_training = rim.model.training
@@ -413,3 +413,12 @@ def _save(folder: RunFolder, parts: dict, record: dict, monitored: float, seed: 
              "best_epoch": history.best_epoch, "ema_updates": ema.num_updates if ema is not None else 0}
     weights = ema.shadow if ema is not None else rim.model.state_dict()
     folder.save(record, monitored, weights, tensors, state, models_to_keep)
+
+
+def evaluate(*args: Any, **kwargs: Any) -> float:
+    """Deprecated name of :func:`validation_loss` (``invrim.evaluation.evaluate`` is the metrics of
+    a reconstruction file)."""
+    import warnings
+    warnings.warn("invrim.training.evaluate is deprecated: use invrim.training.validation_loss",
+                  DeprecationWarning, stacklevel=2)
+    return validation_loss(*args, **kwargs)
