@@ -210,6 +210,8 @@ class RunFolder:
 
     def model_config(self) -> dict[str, Any]:
         """``model.json``: the RIM and backbone configuration (one-line errors for a non-run folder)."""
+        if self.path.is_file():
+            raise CheckpointError(f"{self.path} is a file, not a run folder (the folder 'invrim train -o RUN' made)")
         if not self.path.is_dir():
             raise CheckpointError(f"run folder {self.path} does not exist")
         path = self.path / MODEL_FILE

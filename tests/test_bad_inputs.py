@@ -86,7 +86,7 @@ CASES = [
          skip=NO_CUDA),
     Case("train-device-banana", "train {data} -o {out}/run " + TRAIN + " --device banana", "banana"),
     # ---- train: the run folder --------------------------------------------------------------
-    Case("train-resume-empty-folder", "train {data} -o {emptyrun} --resume " + TRAIN, "emptyrun"),
+    # (--resume on an empty folder starts a new run: a job script's rerun is safe; see invrim train --help)
     Case("train-output-folder-with-foreign-files", "train {data} -o {foreigndir} " + TRAIN, "foreigndir"),
     Case("train-existing-run-without-resume", "train {data} -o {runcopy} " + TRAIN, "runcopy"),
     # ---- reconstruct: the run folder --------------------------------------------------------

@@ -13,8 +13,15 @@ class UsageError(Exception):
     """A user mistake: reported as one line on stderr with exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake reported like every other error: one line on stderr, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="invrim",
         description="Recurrent Inference Machines for inverse problems.",
         epilog="Run 'invrim COMMAND --help' for a command's options.")

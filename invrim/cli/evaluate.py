@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from .arguments import positive_int
 
 EPILOG = """examples:
   invrim evaluate recon.h5                       # truth and observations from the reconstructed file
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
                    help="the observation file (default: the input_file recorded in OUT)")
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
     p.add_argument("--per-sample", action="store_true", help="also list every sample's metrics")
-    p.add_argument("--batch-size", type=int, default=64, help="samples evaluated at a time (default 64)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="samples evaluated at a time (default 64)")
     p.set_defaults(handler=run)
 
 

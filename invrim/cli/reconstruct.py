@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import positive_int
+
 EPILOG = """examples:
   invrim reconstruct run/ test.h5 -o recon.h5
   invrim reconstruct run/ test.h5 -o recon.h5 --batch-size 64 --trajectory --checkpoint last
@@ -27,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder made by 'invrim train'")
     p.add_argument("observations", metavar="OBS", help="data file with observations y (x optional)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="reconstruction file to write")
-    p.add_argument("--batch-size", type=int, default=16, help="samples per batch (default 16)")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="samples per batch (default 16)")
     p.add_argument("--trajectory", action="store_true", help="also store every step x_1..x_T")
     p.add_argument("--checkpoint", type=_checkpoint, default="best", help="best (default), last, or an epoch number")
     p.add_argument("--device", default=None, help="cpu, cuda … (default cpu)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .arguments import positive_int
+
 EPILOG = """examples:
   invrim show recon.h5 --index 3 -o sample3.png     # observation, baseline, RIM, truth, residuals, error per step
   invrim show recon.h5 --index -1 --truth clean.h5 -o last.pdf
@@ -30,7 +32,9 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", metavar="FIG", help="figure file to write (.png, .pdf, .svg ...)")
     p.add_argument("--truth", metavar="FILE", help="data file holding the ground truth x")
     p.add_argument("--observations", metavar="FILE", help="the observation file (default: the one recorded in OUT)")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of raster formats (default 150)")
+    p.add_argument("--dpi", type=positive_int, default=150, help="resolution of raster formats (default 150)")
+    p.add_argument("--no-check-values", action="store_true",
+                   help="with a data file: skip the NaN/Inf scan of the whole file (one read pass)")
     p.set_defaults(handler=run)
 
 
@@ -39,11 +43,10 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
 
     from . import UsageError
+    from ..data.schema import DataError
     from ..viz import plot_data_sample, plot_reconstruction, plot_training
 
     path = Path(args.path)
-    if args.dpi < 1:
-        raise UsageError(f"--dpi must be positive, got {args.dpi}")
     if path.is_dir():
         if args.index is not None or args.truth or args.observations:
             raise UsageError(f"{path} is a run folder: --index, --truth and --observations apply to "
@@ -53,13 +56,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         index = 0 if args.index is None else args.index
         out = Path(args.output) if args.output else Path(f"{path.stem}_sample{index}.png")
-        if _is_data_file(path):
-            if args.truth or args.observations:
-                raise UsageError(f"{path} is a data file: --truth and --observations apply to reconstruction files")
-            plot_data_sample(path, index, output=out, dpi=args.dpi)
-        else:
-            plot_reconstruction(path, index, truth=args.truth, observations=args.observations, output=out,
-                                dpi=args.dpi)
+        try:
+            if _is_data_file(path):
+                if args.truth or args.observations:
+                    raise UsageError(f"{path} is a data file: --truth and --observations apply to reconstruction files")
+                plot_data_sample(path, index, output=out, dpi=args.dpi, check_values=not args.no_check_values)
+            else:
+                plot_reconstruction(path, index, truth=args.truth, observations=args.observations, output=out,
+                                    dpi=args.dpi)
+        except DataError as e:
+            if str(e).startswith("sample index"):               # the library's words for --index
+                raise UsageError("--index" + str(e)[len("sample index"):]) from None
+            raise
     print(f"wrote {out}")
     return 0
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import non_negative_int, positive_int
 from .options import check_options, describe_options, parse_options
 
 EPILOG = """examples:
@@ -36,8 +37,8 @@ def add_parser(sub) -> None:
     src.add_argument("--from", dest="source", metavar="FILE", help="take the ground truth x from this data file")
     p.add_argument("-g", "--generator-option", action="append", metavar="KEY=VALUE", default=[],
                    help="generator option, e.g. shape=[64,64] (repeatable)")
-    p.add_argument("--samples", type=int, metavar="N", help="number of samples (default with --from: all)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--samples", type=positive_int, metavar="N", help="number of samples (default with --from: all)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="real dtype (default float32)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--options", action="store_true",

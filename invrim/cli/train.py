@@ -7,6 +7,7 @@ from .. import distributed as dd
 from ..config import FitConfig, RIMConfig, SCHEDULES, default
 from ..plugins import registry
 from ..training.from_file import train_on_file
+from .arguments import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from .options import check_options, parse_options
 
 EPILOG = """examples:
@@ -32,29 +33,31 @@ def add_parser(sub) -> None:
     p.add_argument("-b", "--backbone-option", action="append", metavar="KEY=VALUE", default=[],
                    help="backbone option, e.g. nf=16 (repeatable)")
     rim, fit = RIMConfig(), FitConfig()
-    p.add_argument("--T", type=int, default=None, help=f"number of RIM steps (default {rim.T})")
+    p.add_argument("--T", type=positive_int, default=None, help=f"number of RIM steps (default {rim.T})")
     p.add_argument("-r", "--rim-option", action="append", metavar="KEY=VALUE", default=[],
                    help="RIM setting, e.g. score_preprocessing_method=adam (repeatable; see RIMConfig)")
-    p.add_argument("--epochs", type=int, default=fit.epochs, help=f"total epochs (default {fit.epochs})")
-    p.add_argument("--batch-size", type=int, default=fit.batch_size, help=f"default {fit.batch_size}")
-    p.add_argument("--learning-rate", type=float, default=fit.learning_rate, help=f"default {fit.learning_rate:g}")
+    p.add_argument("--epochs", type=positive_int, default=fit.epochs, help=f"total epochs (default {fit.epochs})")
+    p.add_argument("--batch-size", type=positive_int, default=fit.batch_size, help=f"default {fit.batch_size}")
+    p.add_argument("--learning-rate", type=positive_float, default=fit.learning_rate, help=f"default {fit.learning_rate:g}")
     val = p.add_mutually_exclusive_group()
     val.add_argument("--validation", metavar="FILE", help="validation data file")
-    val.add_argument("--validation-split", type=float, default=fit.validation_split, metavar="FRACTION",
+    val.add_argument("--validation-split", type=fraction, default=fit.validation_split, metavar="FRACTION",
                      help="hold out this fraction of FILE for validation")
-    p.add_argument("--max-time", type=float, default=fit.max_time, metavar="HOURS", help="time limit in hours")
-    p.add_argument("--patience", type=float, default=fit.patience, help="early-stopping patience in epochs")
+    p.add_argument("--max-time", type=positive_float, default=fit.max_time, metavar="HOURS", help="time limit in hours")
+    p.add_argument("--patience", type=positive_float, default=fit.patience, help="early-stopping patience in epochs")
     p.add_argument("--scheduler", default=fit.scheduler, choices=SCHEDULES,
                    help=f"learning-rate schedule after warm-up (default {fit.scheduler})")
-    p.add_argument("--warmup", type=int, default=fit.warmup, help=f"warm-up steps (default {fit.warmup})")
-    p.add_argument("--clip", type=float, default=fit.clip, help=f"gradient-norm clipping, 0 = off (default {fit.clip:g})")
-    p.add_argument("--save-every", type=int, default=fit.save_every, metavar="EPOCHS",
+    p.add_argument("--warmup", type=non_negative_int, default=fit.warmup, help=f"warm-up steps (default {fit.warmup})")
+    p.add_argument("--clip", type=non_negative_float, default=fit.clip, help=f"gradient-norm clipping, 0 = off (default {fit.clip:g})")
+    p.add_argument("--save-every", type=positive_int, default=fit.save_every, metavar="EPOCHS",
                    help=f"save a checkpoint every this many epochs, and at the end (default {fit.save_every})")
     p.add_argument("--seed", type=int, default=None, help="seed of the weights and the shuffling")
-    p.add_argument("--num-workers", type=int, default=default(FitConfig, "num_workers"),
+    p.add_argument("--num-workers", type=non_negative_int, default=default(FitConfig, "num_workers"),
                    help="DataLoader worker processes (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cpu)")
-    p.add_argument("--resume", action="store_true", help="continue the run found in RUN")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run found in RUN (a new run starts when RUN holds none, so a rerun "
+                        "of the same job script is safe)")
     p.add_argument("--no-check-values", action="store_true",
                    help="skip the NaN/Inf scan of the data file (one read pass)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

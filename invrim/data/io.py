@@ -167,7 +167,10 @@ class DatasetWriter:
         needed = sum(self.samples * int(np.prod([sizes[d] for d in dims], dtype=np.int64)) * dtype.itemsize
                      for dims, dtype in self.variables.values())
         needed += SPACE_MARGIN + needed // 100
-        free = shutil.disk_usage(self.partial.parent).free
+        usage = shutil.disk_usage(self.partial.parent)
+        if usage.total == 0:                          # /proc, /sys: no place for files
+            raise DataError(f"cannot write {self.path}: {self.partial.parent} holds no files (a virtual file system)")
+        free = usage.free
         if free < needed:
             raise DataError(f"cannot write {self.path}: no space left on device (it needs about "
                             f"{_megabytes(needed)}, {_megabytes(free)} are free in {self.partial.parent})")

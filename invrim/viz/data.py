@@ -23,7 +23,8 @@ def _describe(value: torch.Tensor) -> str:
     return "×".join(str(n) for n in value.shape)
 
 
-def plot_data_sample(data: PathLike, index: int = 0, *, output: Optional[PathLike] = None, dpi: int = 150):
+def plot_data_sample(data: PathLike, index: int = 0, *, output: Optional[PathLike] = None, dpi: int = 150,
+                     check_values: bool = True):
     """The figure of sample ``index`` of a data file (made by ``invrim simulate`` or
     :func:`invrim.data.write_dataset`): the observation, the classical baseline computed from it
     (the physics' pseudo-inverse or adjoint) and the truth ``x`` when the file holds it, with the
@@ -31,13 +32,14 @@ def plot_data_sample(data: PathLike, index: int = 0, *, output: Optional[PathLik
 
     A look at the data before training: is the noise level right, does the baseline look like
     the truth. Negative indices count from the end. With ``output`` the figure is saved there and
-    closed. Returns the matplotlib ``Figure``; every failure is a one-line :class:`~invrim.data.DataError`.
+    closed. ``check_values`` first scans the whole file for NaN/Inf, as training does (one read
+    pass). Returns the matplotlib ``Figure``; every failure is a one-line :class:`~invrim.data.DataError`.
     """
     import matplotlib.pyplot as plt
 
     if output is not None:
         _check_output(output)
-    info = validate(data, check_values=False)
+    info = validate(data, check_values=check_values)
     n = info.samples
     i = sample_index(index, n, info.path)
     ds = HDF5Dataset(data, info=info)
