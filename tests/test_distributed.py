@@ -119,8 +119,13 @@ def test_sharded_reconstruction_equals_single_process(data, tmp_path):
         for name in ("x_hat", "trajectory", "trajectory_nmse", "done"):
             np.testing.assert_array_equal(a[name][:], b[name][:])
     assert not list(tmp_path.glob("two.h5.part*")) and not (tmp_path / "two.h5.partial").exists()
-    # an existing complete output is refused (by rank 0, and every rank exits cleanly)
-    refused = torchrun(*args, check=False)
+    # rerunning the finished job is a no-op on every rank; an existing output of another job is
+    # refused (by rank 0, and every rank exits cleanly)
+    before = (tmp_path / "two.h5").read_bytes()
+    again = torchrun(*args, check=False)
+    assert again.returncode == 0 and "complete already" in again.stdout, again.stdout + again.stderr
+    assert (tmp_path / "two.h5").read_bytes() == before
+    refused = torchrun(*[a for a in args if a != "--trajectory"], check=False)
     assert refused.returncode != 0 and "already exists" in refused.stderr
     # a NaN in the observations, found by rank 0's scan, stops every rank with its one-line error
     bad = tmp_path / "bad.h5"

@@ -52,7 +52,10 @@ def _info(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:                       # --help, --version, or a usage error already printed
+        return e.code if isinstance(e.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 0
