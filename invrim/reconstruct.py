@@ -20,6 +20,7 @@ import os
 import platform
 import queue
 import threading
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -50,14 +51,14 @@ def _fingerprint(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def load_run(run: PathLike, checkpoint: Union[str, int] = "best", device: Union[str, torch.device, None] = None):
-    """The trained RIM of a run folder, its weight file and the ``data.json`` record (or ``{}``)."""
+def load_run(run: PathLike, weights: Union[str, int] = "best", device: Union[str, torch.device, None] = None):
+    """The trained RIM of a run folder, its weight file and the data record (or ``{}``)."""
     folder = RunFolder(run)
     folder.model_config()                          # clear errors for a non-run folder
-    weights = folder.weights_path(checkpoint)
-    rim = RIM.from_checkpoint(folder, weights=checkpoint, device=device)
+    path = folder.weights_path(weights)
+    rim = RIM.from_checkpoint(folder, weights=weights, device=device)
     rim.eval()
-    return rim, weights, folder.data_record()
+    return rim, path, folder.data_record()
 
 
 def _check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
@@ -139,15 +140,15 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
 
 
 def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
-                trajectory: bool = False, checkpoint: Union[str, int] = "best", overwrite: bool = False,
+                trajectory: bool = False, weights: Union[str, int] = "best", overwrite: bool = False,
                 device: Union[str, torch.device, None] = None, progress: bool = True,
-                check_values: bool = True) -> Path:
+                check_values: bool = True, checkpoint: Union[str, int, None] = None) -> Path:
     """Reconstruct every observation of ``observations`` with the RIM trained in ``run``.
 
     Parameters
     ----------
     run
-        A run folder (``invrim train`` or ``rim.fit(checkpoints_directory=…)`` with a registered problem).
+        A run folder (``invrim train`` or ``rim.fit(run_dir=…)`` with a registered problem).
     observations
         An invrim data file with ``y`` and its per-sample parameters (``x`` optional). Its own
         forward model and likelihood (rebuilt from its attributes) give the score.
@@ -158,8 +159,12 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         versions, options).
     batch_size
         Samples per batch. A resumed run keeps the batch size it started with.
+    weights
+        Which weights of the run: ``"best"``, ``"last"`` or an epoch number (``checkpoint=`` is
+        the older name).
     overwrite
-        Replace a complete ``output`` (and discard an unfinished one).
+        Replace a complete ``output`` (and discard an unfinished one). Without it, rerunning a
+        finished job (same input, weights and options) returns at once; another job is refused.
 
     Notes
     -----
@@ -172,24 +177,27 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     -------
     The path of the complete file. Rerunning after a crash or kill resumes the unfinished work.
     """
+    if checkpoint is not None:                    # the older name of weights=
+        warnings.warn("reconstruct(checkpoint=...) is deprecated, use weights=", DeprecationWarning, stacklevel=2)
+        weights = checkpoint
     dd.init_if_needed()
     with contextlib.ExitStack() as hold:       # rank 0 holds OUT.lock for the whole job
         dd.on_main(lambda: hold.enter_context(fmt.exclusive(Path(output))), DataError)
         return _reconstruct(run, observations, output, batch_size=batch_size, trajectory=trajectory,
-                            checkpoint=checkpoint, overwrite=overwrite, device=device, progress=progress,
+                            weights=weights, overwrite=overwrite, device=device, progress=progress,
                             check_values=check_values)
 
 
 def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
-                trajectory: bool = False, checkpoint: Union[str, int] = "best", overwrite: bool = False,
-                device: Union[str, torch.device, None] = None, progress: bool = True,
-                check_values: bool = True) -> Path:
+                 trajectory: bool = False, weights: Union[str, int] = "best", overwrite: bool = False,
+                 device: Union[str, torch.device, None] = None, progress: bool = True,
+                 check_values: bool = True) -> Path:
     rank, world = dd.rank(), dd.world_size()
     device = dd.local_device(device)
     run, obs, out = Path(run), Path(observations), Path(output)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    rim, weights, record = load_run(run, checkpoint, device)
+    rim, weights, record = load_run(run, weights, device)
     if not overwrite and out.is_file() and dd.broadcast_object(
             _already_done(out, obs, weights, trajectory) if rank == 0 else None):
         log.info("%s is complete already (the same input, weights and options): nothing to do", out)

@@ -7,7 +7,7 @@ from .arguments import positive_int
 
 EPILOG = """examples:
   invrim reconstruct run/ test.h5 -o recon.h5
-  invrim reconstruct run/ test.h5 -o recon.h5 --batch-size 64 --trajectory --checkpoint last
+  invrim reconstruct run/ test.h5 -o recon.h5 --batch-size 64 --trajectory --weights last
 
 Killed or interrupted? Run the same command again: it finishes the job from RECON.h5.partial, and
 once RECON.h5 is complete the same command is a no-op (exit 0). A complete output is never
@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="reconstruction file to write")
     p.add_argument("--batch-size", type=positive_int, default=16, help="samples per batch (default 16)")
     p.add_argument("--trajectory", action="store_true", help="also store every step x_1..x_T")
-    p.add_argument("--checkpoint", type=_checkpoint, default="best", help="best (default), last, or an epoch number")
+    p.add_argument("--weights", "--checkpoint", dest="weights", type=_checkpoint, default="best",
+                   help="which weights of RUN: best (default), last, or an epoch number (--checkpoint: older name)")
     p.add_argument("--device", default=None, help="cpu, cuda … (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-check-values", action="store_true", help="skip the NaN/Inf scan of the input")
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..reconstruct import reconstruct
     existed = Path(args.output).is_file() and not args.overwrite
     path = reconstruct(args.run, args.observations, args.output, batch_size=args.batch_size,
-                       trajectory=args.trajectory, checkpoint=args.checkpoint, overwrite=args.overwrite,
+                       trajectory=args.trajectory, weights=args.weights, overwrite=args.overwrite,
                        device=args.device, progress=not args.quiet, check_values=not args.no_check_values)
     from .. import distributed as dd
     if dd.is_main():
