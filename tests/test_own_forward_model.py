@@ -77,7 +77,16 @@ def test_unregistered_file_warns_reads_with_problem_and_cli_refuses(example, tmp
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, out.stderr
     assert "box_downsample" in lines[0] and "Traceback" not in out.stderr
+    assert "not registered" in lines[0] and "problem=" in lines[0]
     assert not (tmp_path / "run").exists()
+
+    # from Python the same file trains once its problem is passed
+    from invrim import RIM
+    from invrim.training.from_file import train_on_file
+    rim, history = train_on_file(path, tmp_path / "run", problem=problem, epochs=1, T=2, batch_size=4,
+                                 backbone_config={"nf": 4, "hidden_units": 4, "ch_mult": [2]}, progress=False)
+    assert len(history) == 1 and rim.problem is problem
+    assert RIM.from_checkpoint(tmp_path / "run", problem=problem).T == 2
 
 
 def test_example_beats_tikhonov_and_upsampling(tmp_path):

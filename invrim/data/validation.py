@@ -153,9 +153,10 @@ def problem_from_attrs(attrs: dict[str, Any], path: Union[str, os.PathLike] = "<
             if dist and dist != "invrim":
                 hint = f"; the file was made with {dist} {made_by.get('version') or ''}".rstrip() + \
                        f": pip install {dist}"
-            else:
-                hint = f" ({e})"
-            raise DataError(f"{path}: {label} {name!r} is not installed{hint}") from None
+                raise DataError(f"{path}: {label} {name!r} is not installed{hint}") from None
+            raise DataError(f"{path}: {label} {name!r} is not registered (no installed plugin provides it): from "
+                            f"Python pass it yourself (HDF5Dataset(path, problem=...), train_on_file(path, run, "
+                            f"problem=...)), or register it in a plugin (docs/plugins.md); {e}") from None
         try:
             built.append(components.build(name, **attrs[f"{kind}_config"]))
         except ImportError as e:

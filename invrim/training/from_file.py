@@ -67,8 +67,8 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
                   backbone: str = "hourglass", backbone_config: Optional[dict[str, Any]] = None,
                   rim_options: Optional[dict[str, Any]] = None, validation_file: Union[str, os.PathLike, None] = None,
                   resume: bool = False, device: Union[str, torch.device, None] = None, progress: bool = True,
-                  check_values: bool = True, run_directory: Union[str, os.PathLike, None] = None,
-                  **fit_options: Any):
+                  check_values: bool = True, problem: Any = None,
+                  run_directory: Union[str, os.PathLike, None] = None, **fit_options: Any):
     """Train a RIM on the data file ``path`` and save it in the run folder ``run_dir``.
 
     The forward model and likelihood are rebuilt from the file's attributes through the plugin
@@ -87,6 +87,9 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
         defaults, the same as ``RIM(...)``'s; they may also be given among the keyword options.
     validation_file
         A validation data file (same physics and shapes); or ``validation_split=``.
+    problem
+        The :class:`~invrim.Problem` of the file, for physics that no plugin registers (by
+        default it is rebuilt from the file's attributes through the registry).
     resume
         Continue the run found in ``run_dir`` (its model and settings are reused; changed
         backbone options are refused).
@@ -113,7 +116,7 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
     if has_run:
         _check_backbone_unchanged(folder, backbone, backbone_config or {})
 
-    dataset = HDF5Dataset(path, require_truth=True, check_values=check_values, dtype=torch.float32)
+    dataset = HDF5Dataset(path, problem=problem, require_truth=True, check_values=check_values, dtype=torch.float32)
     problem = dataset.problem
     described = _describe(dataset)
     validation = None
