@@ -192,21 +192,8 @@ def _check_dims(path, name, dims, options, whose) -> None:
 
 def check_structure(path: Union[str, os.PathLike], problem: Any = None, require_truth: bool = False,
                     check_values: bool = True) -> FileInfo:
-    """The checks of :func:`invrim.data.validate` that need no sample to be read through the
-    physics (everything but ``F(x)`` matching ``y``).
-
-    Checks: readable HDF5 (not truncated), format and version, the physics attributes (the forward
-    model and likelihood must be installed: the message names the plugin that made the file),
-    variables ``y`` (and ``x`` when ``require_truth``) and the per-sample parameters the file lists,
-    their dims against the forward model's ``x_dims`` / ``y_dims`` / ``param_dims`` (any order),
-    dtypes (``x`` real floating; ``y`` complex exactly when the forward model says so), equal sample
-    counts, ``F(x)`` of the first sample matching ``y``'s shape, and (``check_values``) no NaN/Inf.
-
-    Raises
-    ------
-    DataError
-        One line naming the file, the variable and what is wrong.
-    """
+    """The checks of :func:`invrim.data.validate` (see there) but ``F(x)`` of the first sample
+    matching ``y``'s shape, which reads a sample through the physics; a one-line DataError."""
     path = Path(path)
     with open_h5(path) as f:
         attrs = _checked_attrs(path, decode_attrs(dict(f.attrs)))
