@@ -95,7 +95,7 @@ def _child(argv: list[str]) -> None:
     import invrim.cli
     import invrim.reconstruct as rmod
     import invrim.training.fit
-    from invrim.training import distributed as dd
+    from invrim import distributed as dd
     fitmod = sys.modules["invrim.training.fit"]      # (invrim.training.fit is also the function's name)
     rec["t_imported"] = time.time()
     rec["torch_threads"] = torch.get_num_threads()
@@ -654,7 +654,7 @@ def main() -> None:
         if any(c[1] > 1 for c in configs):
             import statistics
 
-            from invrim.training.checkpoints import read_tensors
+            from invrim.runs import read_tensors
             weights = sorted((tmp / "run-1x1").glob("weights_epoch*.safetensors"))[-1]
             numel = sum(t.numel() for t in read_tensors(weights).values() if t.is_floating_point())
             timing = tmp / "timing-allreduce"

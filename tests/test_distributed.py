@@ -19,7 +19,7 @@ import torch
 
 import invrim.cli
 from invrim.data import simulate
-from invrim.training.checkpoints import read_tensors
+from invrim.runs import read_tensors
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 TINY = ["-b", "nf=4", "-b", "hidden_units=8", "-b", "ch_mult=[2]"]

@@ -19,7 +19,7 @@ from invrim import RIM, Gaussian, Hourglass, Problem
 from invrim.physics import Blur
 from invrim.physics.blur import gaussian_psf
 from invrim.training import EarlyStopping
-from invrim.training.checkpoints import read_tensors
+from invrim.runs import read_tensors
 
 SIZE = 16
 
