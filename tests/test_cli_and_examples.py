@@ -65,3 +65,55 @@ def test_quickstart_beats_its_baselines_in_fast_mode(tmp_path):
     assert obs < wiener, out.stdout                       # the baseline is a real one
     assert rim > obs + 1.5 and rim > wiener + 0.4, out.stdout
     assert "320 steps" in out.stdout
+
+
+def _invrim(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "invrim", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+
+
+def _attrs(path):
+    import json
+
+    import h5py
+    with h5py.File(path, "r") as f:
+        return {k: json.loads(f.attrs[k]) for k in ("forward_model_config", "likelihood_config")}
+
+
+def test_simulate_blur_with_no_options_infers_dimensions_and_uses_sensible_defaults(tmp_path):
+    out = _invrim("simulate", "--forward-model", "blur", "--generator", "ellipses", "--samples", 3,
+                  "-o", tmp_path / "a.h5", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    attrs = _attrs(tmp_path / "a.h5")
+    assert attrs["forward_model_config"]["dimensions"] == 2 and attrs["forward_model_config"]["psf_sigma"] == 1.5
+    assert attrs["likelihood_config"] == {"sigma": 0.05}            # not 1.0, which buries [0, 1] images
+    # a 1-D generator gives a 1-D blur, and so does a file of 1-D ground truth (--from)
+    out = _invrim("simulate", "--forward-model", "blur", "--generator", "random_field", "-g", "shape=[40]",
+                  "--samples", 3, "-o", tmp_path / "b.h5", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "using the default psf_sigma=1.5" in out.stderr                  # says what it chose
+    assert _attrs(tmp_path / "b.h5")["forward_model_config"]["dimensions"] == 1
+    out = _invrim("simulate", "--forward-model", "blur", "-f", "psf_sigma=[1,2]", "--from", tmp_path / "b.h5",
+                  "-o", tmp_path / "c.h5", "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert _attrs(tmp_path / "c.h5")["forward_model_config"]["dimensions"] == 1
+    # an explicit option wins
+    out = _invrim("simulate", "--forward-model", "blur", "-f", "psf_sigma=2", "--generator", "ellipses",
+                  "-g", "shape=[16,16]", "--samples", 2, "-o", tmp_path / "d.h5", cwd=tmp_path)
+    assert out.returncode == 0 and "default" not in out.stderr, out.stderr
+    assert _attrs(tmp_path / "d.h5")["forward_model_config"]["psf_sigma"] == 2.0
+
+
+@pytest.mark.parametrize("option, name, expected", [
+    (["-f", "psf_sigma=wide"], "psf_sigma", "a number or a list of numbers"),
+    (["-l", "sigma=abc"], "sigma", "a number"),
+    (["-g", "smooth=soft"], "smooth", "a number"),
+])
+def test_simulate_option_errors_name_the_option_and_its_type(tmp_path, option, name, expected):
+    out = _invrim("simulate", "--forward-model", "blur", *option, "--generator", "ellipses", "--samples", 2,
+                  "-o", tmp_path / "a.h5", "--quiet", cwd=tmp_path)
+    assert out.returncode != 0
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"{name} must be {expected}" in lines[0] and "could not convert" not in lines[0], lines[0]
+    assert not (tmp_path / "a.h5").exists()

@@ -4,7 +4,10 @@ from __future__ import annotations
 import argparse
 
 from .arguments import non_negative_int, positive_int
-from .options import check_options, describe_options, parse_options
+import sys
+from typing import Any, Optional
+
+from .options import accepted_options, check_options, describe_options, option_errors, parse_options
 
 EPILOG = """examples:
   invrim simulate --forward-model blur -f psf_sigma=[1,2] --likelihood gaussian -l sigma=0.05 \\
@@ -15,6 +18,10 @@ EPILOG = """examples:
   invrim simulate --forward-model blur --options      # list the options of a component
 
 Option values are JSON when they parse (numbers, [lists], true/false), otherwise strings.
+Defaults: a forward model's `dimensions` option, when it has one and it is not given, is the
+ground truth's number of spatial axes (from the generator or the --from file); `blur` without a
+PSF option uses a Gaussian PSF of psf_sigma=1.5 px; the gaussian likelihood's sigma is 0.05.
+The file records every option used (its forward_model_config, likelihood_config attributes).
 The file's arrays depend only on the seed and the options (bit for bit)."""
 
 
@@ -76,13 +83,56 @@ def run(args: argparse.Namespace) -> int:
     check_options(reg.likelihoods, args.likelihood, lik_opts, "--likelihood-option")
     if args.generator:
         check_options(reg.generators, args.generator, gen_opts, "--generator-option")
-    path = simulate(args.output, args.forward_model, args.likelihood, args.samples,
-                    generator=args.generator, source=args.source, seed=args.seed,
-                    forward_model_config=fm_opts, likelihood_config=lik_opts,
-                    generator_config=gen_opts if args.generator else None,
-                    dtype=getattr(torch, args.dtype), overwrite=args.overwrite, progress=not args.quiet)
+    fm_opts = _complete_forward_model_options(reg, args, fm_opts, gen_opts)
+    with option_errors(reg.forward_models, args.forward_model, fm_opts, "--forward-model-option"), \
+            option_errors(reg.likelihoods, args.likelihood, lik_opts, "--likelihood-option"), \
+            option_errors(reg.generators if args.generator else None, args.generator, gen_opts, "--generator-option"):
+        path = simulate(args.output, args.forward_model, args.likelihood, args.samples,
+                        generator=args.generator, source=args.source, seed=args.seed,
+                        forward_model_config=fm_opts, likelihood_config=lik_opts,
+                        generator_config=gen_opts if args.generator else None,
+                        dtype=getattr(torch, args.dtype), overwrite=args.overwrite, progress=not args.quiet)
     from ..data import validate
     info = validate(path, check_values=False, check_physics=False)
     shapes = ", ".join(f"{n}{tuple(v.shape[1:])}" for n, v in info.variables.items())
     print(f"wrote {info.samples} samples to {path}: {shapes}")
     return 0
+
+
+def _spatial_axes(reg, args: argparse.Namespace, gen_opts: dict[str, Any]) -> Optional[int]:
+    """How many spatial axes the ground truth has (None when it cannot be told here: then
+    :func:`~invrim.data.simulate` reports the problem itself)."""
+    from ..physics.base import SPATIAL_DIMS
+    spatial = {name for names in SPATIAL_DIMS.values() for name in names}
+    try:
+        if args.generator:
+            dims = tuple(reg.generators.build(args.generator, **gen_opts).dims)
+        else:
+            from ..data import validate
+            from ..data.schema import TRUTH
+            dims = tuple(validate(args.source, check_values=False, check_physics=False).variables[TRUTH].dims)
+    except Exception:
+        return None
+    count = sum(d in spatial for d in dims)
+    return count if count in SPATIAL_DIMS else None
+
+
+def _complete_forward_model_options(reg, args: argparse.Namespace, fm_opts: dict[str, Any],
+                                    gen_opts: dict[str, Any]) -> dict[str, Any]:
+    """Fill in what the command line left out: ``dimensions`` from the ground truth, and the
+    forward model's own ``simulation_defaults`` (e.g. blur's default PSF)."""
+    factory = reg.forward_models.load(args.forward_model)
+    opts = dict(fm_opts)
+    defaults = getattr(factory, "simulation_defaults", None)
+    if callable(defaults):
+        added = {k: v for k, v in defaults(opts).items() if k not in opts}
+        if added and not args.quiet:
+            listed = ", ".join(f"{k}={v!r}" for k, v in added.items())
+            print(f"invrim simulate: forward model {args.forward_model!r}: using the default {listed} "
+                  "(set it with -f)", file=sys.stderr)
+        opts.update(added)
+    if "dimensions" not in opts and "dimensions" in (accepted_options(factory) or []) and "psf" not in opts:
+        axes = _spatial_axes(reg, args, gen_opts)
+        if axes is not None:
+            opts["dimensions"] = axes
+    return opts

@@ -18,8 +18,11 @@ class Gaussian(Likelihood):
     Parameters
     ----------
     sigma
-        Noise standard deviation (> 0). A per-sample ``(B,)`` or per-pixel (``y``'s shape)
-        ``sigma`` keyword passed to :meth:`energy` / :meth:`sample` overrides it.
+        Noise standard deviation (> 0), in the units of ``y``. The default, 0.05, is a moderate
+        noise level for signals in [0, 1] (as the core generators make); set it to your data's.
+        (It used to be 1.0, which buries signals in [0, 1]; data files record the ``sigma`` they
+        were simulated with, so existing files rebuild unchanged.) A per-sample ``(B,)`` or per-pixel
+        (``y``'s shape) ``sigma`` keyword passed to :meth:`energy` / :meth:`sample` overrides it.
     sigma_range
         For simulation: :meth:`sample_parameters` draws a per-sample ``sigma`` log-uniformly in
         ``[low, high]`` (stored with the data, so training sees each sample's own noise level).
@@ -28,8 +31,16 @@ class Gaussian(Likelihood):
     name = "gaussian"
     param_dims = {"sigma": ()}
 
-    def __init__(self, sigma: float = 1.0, sigma_range: Optional[Sequence[float]] = None):
-        sigma = float(sigma)
+    #: The default noise standard deviation (for signals in [0, 1]).
+    DEFAULT_SIGMA = 0.05
+
+    def __init__(self, sigma: float = DEFAULT_SIGMA, sigma_range: Optional[Sequence[float]] = None):
+        try:
+            if isinstance(sigma, (str, bytes, bool)):
+                raise TypeError
+            sigma = float(sigma)
+        except (TypeError, ValueError):
+            raise ValueError(f"Gaussian sigma must be a positive number, got {sigma!r}") from None
         if not sigma > 0:
             raise ValueError(f"Gaussian sigma must be positive, got {sigma}")
         self.sigma = sigma

@@ -44,6 +44,8 @@ class Blur(LinearForwardModel):
         A Gaussian PSF instead of ``psf``: ``psf_sigma`` (pixels) fixes it, a range
         ``[low, high]`` makes :meth:`sample_parameters` draw one PSF per sample with a width
         uniform in the range (for simulation). ``psf_size`` (odd) defaults to ``2⌈3σ_max⌉ + 1``.
+        ``invrim simulate`` uses ``psf_sigma=1.5`` when given neither ``psf`` nor ``psf_sigma``,
+        and takes ``dimensions`` from the ground truth (the generator's or the ``--from`` file's).
 
     Notes
     -----
@@ -65,9 +67,16 @@ class Blur(LinearForwardModel):
         if psf_sigma is not None:
             if psf is not None:
                 raise ValueError("give either psf or psf_sigma, not both")
-            sigmas = [float(v) for v in (psf_sigma if isinstance(psf_sigma, (list, tuple)) else [psf_sigma])]
+            bad = ValueError(f"psf_sigma must be a positive number or a range [low, high], got {psf_sigma!r}")
+            values = psf_sigma if isinstance(psf_sigma, (list, tuple)) else [psf_sigma]
+            if any(isinstance(v, (str, bytes, bool)) for v in values):
+                raise bad
+            try:
+                sigmas = [float(v) for v in values]
+            except (TypeError, ValueError):
+                raise bad from None
             if len(sigmas) not in (1, 2) or not all(v > 0 for v in sigmas) or sigmas != sorted(sigmas):
-                raise ValueError(f"psf_sigma must be a positive number or a range [low, high], got {psf_sigma!r}")
+                raise bad
             if psf_size is None:
                 psf_size = 2 * math.ceil(3 * sigmas[-1]) + 1
             if isinstance(psf_size, bool) or not isinstance(psf_size, int) or psf_size < 1 or psf_size % 2 == 0:
@@ -95,6 +104,19 @@ class Blur(LinearForwardModel):
         spatial = SPATIAL_DIMS[dimensions]
         self.x_dims = self.y_dims = ("channel", *spatial)
         self.param_dims = {"psf": tuple(f"psf_{d}" for d in spatial)}
+
+    #: The width (pixels) of the Gaussian PSF that ``invrim simulate --forward-model blur`` uses
+    #: when no PSF option is given (see :meth:`simulation_defaults`).
+    DEFAULT_PSF_SIGMA = 1.5
+
+    @classmethod
+    def simulation_defaults(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The options ``invrim simulate`` adds to ``options`` (the command line's): with neither
+        ``psf`` nor ``psf_sigma``, a Gaussian PSF of ``psf_sigma=1.5`` px. (The constructor itself
+        keeps no default PSF: ``Blur(dimensions=2)`` takes a per-sample ``psf`` in every call.)"""
+        if options.get("psf") is None and options.get("psf_sigma") is None:
+            return {"psf_sigma": cls.DEFAULT_PSF_SIGMA}
+        return {}
 
     @classmethod
     def example(cls):
