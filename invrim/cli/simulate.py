@@ -131,6 +131,7 @@ def _complete_forward_model_options(reg, args: argparse.Namespace, fm_opts: dict
             print(f"invrim simulate: forward model {args.forward_model!r}: using the default {listed} "
                   "(set it with -f)", file=sys.stderr)
         opts.update(added)
+    # a forward model's `dimensions`, unless given (or fixed by a kernel array such as blur's psf)
     if "dimensions" not in opts and "dimensions" in (accepted_options(factory) or []) and "psf" not in opts:
         axes = _spatial_axes(reg, args, gen_opts)
         if axes is not None:
