@@ -205,6 +205,9 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
                              + (f" (got {', '.join(sources)})" if sources else ""))
         if problem is not None and not isinstance(problem, Problem):
             raise TypeError(f"problem must be an invrim.Problem, got {type(problem).__name__}")
+        if problem is not None and approximate_inverse_fn is not None:
+            raise ValueError("approximate_inverse_fn goes with score_fn/energy_fn; with a problem the approximate "
+                             "inverse is its forward model's pseudo_inverse (override that method instead)")
         self.physics = problem if problem is not None else CallableProblem(score_fn, energy_fn, approximate_inverse_fn)
         self.link_function, self.inverse_link_function, self._link_name = resolve_link(
             link_function, inverse_link_function)

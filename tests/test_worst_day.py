@@ -107,6 +107,11 @@ def test_the_seed_readmes_vmap_over_a_function_is_explained():
     assert fixed.predict(y, F, Sigma).shape == (3, 4)
 
 
+def test_an_approximate_inverse_fn_beside_a_problem_is_refused_not_ignored():
+    with pytest.raises(ValueError, match="approximate_inverse_fn goes with score_fn"):
+        small_rim(problem=blur_problem(), approximate_inverse_fn=lambda y: y)
+
+
 @pytest.mark.parametrize("argument", ["verbose", "n_iterations_in_epoch", "model_checkpoint"])
 def test_removed_torch_rim_arguments_point_at_the_migration_page(argument):
     rim = small_rim(score_fn=lambda x, y: y - x)

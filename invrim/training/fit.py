@@ -188,7 +188,9 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
     batches = _Batches(cfg, seed, rank, world)
     good_state = _copy(model.state_dict())
     epoch_seconds, last_saved = 0.0, start_epoch
-    bar = tqdm(total=total_steps, initial=step, disable=not progress, desc="training", unit="step", dynamic_ncols=True)
+    # under a time limit the number of steps is known only after an epoch: no made-up total before
+    bar = tqdm(total=None if math.isfinite(cfg.max_time) else total_steps, initial=step, disable=not progress,
+               desc="training", unit="step", dynamic_ncols=True)
 
     def out_of_time() -> bool:
         return dd.broadcast_object(time.monotonic() - clock["began"] + epoch_seconds > cfg.max_time * 3600)
