@@ -182,7 +182,6 @@ def training_rate(path: Path, ds, batch_size: int, model_name: str, steps: int, 
     from invrim.backbones.hourglass import Hourglass
     from invrim.data import problem_from_file
     from invrim.rim import RIM
-    from invrim.training.from_file import RIM_DEFAULTS
 
     problem = problem_from_file(path)
     fm = problem.forward_model
@@ -192,7 +191,9 @@ def training_rate(path: Path, ds, batch_size: int, model_name: str, steps: int, 
     y, x, params = split_batch(batch)
     torch.manual_seed(SEED)
     model = Hourglass(int(x.shape[1]), dimensions=x.dim() - 2, **MODELS[model_name])
-    rim = RIM(tuple(x.shape[2:]), model, problem=problem, initialization_method=init, **RIM_DEFAULTS)
+    # the settings of the recorded runs (invrim train's defaults then; RIMConfig's T is now 10)
+    rim = RIM(tuple(x.shape[2:]), model, problem=problem, initialization_method=init, T=6, standardize_score=True,
+              loss_weights="linear")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
