@@ -19,17 +19,30 @@ Timings are medians over repeats taken after warm-up, with the libraries interle
 (A B C, C B A, ...) so that machine noise hits all of them alike; rounds during which other
 processes used more than ``--max-foreign`` cores are discarded and redone.
 
+Both RIMs get the same model settings: T, zero initialisation, identity score preprocessing, no
+score standardisation, uniform loss weights, detached score (torch-rim's behaviour, and invrim's
+defaults before RIMConfig; passed explicitly to invrim since its defaults changed).
+
+The allocator (``--heap``). invrim no longer tunes glibc's heap by itself: an application opts
+in. ``--heap kept`` (the default, as in the runs recorded in RESULTS.md) calls
+``invrim.heap.keep_heap()`` once at the start, so both libraries (they share the process) run
+with glibc's mmap/trim thresholds fixed; ``--heap default`` leaves glibc alone. With an invrim
+older than ``invrim.heap`` (whose RIM kept the heap by itself at its first CPU training step)
+``kept`` calls ``invrim.training.heap.keep_heap()`` and ``default`` sets ``INVRIM_KEEP_HEAP=0``.
+
 Usage::
 
     python benchmarks/bench_torch_rim.py                 # full run, T in 5 10 20 40
     python benchmarks/bench_torch_rim.py --quick         # smoke test (< 60 s)
     python benchmarks/bench_torch_rim.py --json out.json --threads 2
     python benchmarks/bench_torch_rim.py --device cuda   # GPU (memory via the CUDA allocator)
+    python benchmarks/bench_torch_rim.py --heap default  # glibc's default malloc settings
 """
 from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import os
 import platform
@@ -53,7 +66,11 @@ NOISE_SIGMA = 0.05
 LR = 1e-4
 SEED = 0
 
-# configurations: (label, library, checkpointing)
+# invrim's model settings that reproduce torch-rim's (and invrim's own defaults before RIMConfig)
+INVRIM_SETTINGS = dict(initialization_method="zeros", score_preprocessing_method="identity",
+                       standardize_score=False, loss_weights="uniform", detach_score=True)
+
+# configurations: (label, library, gradient checkpointing)
 CONFIGS = {
     "torch-rim": ("torch-rim", False),
     "invrim": ("invrim", False),
@@ -126,12 +143,41 @@ def make_model(lib: str, device: torch.device) -> torch.nn.Module:
     return Hourglass(C, dimensions=2, **HOURGLASS).to(device)
 
 
-def make_rim(lib: str, model: torch.nn.Module, T: int, checkpointing: bool, device: torch.device):
+def make_rim(lib: str, model: torch.nn.Module, T: int, gradient_checkpointing: bool, device: torch.device):
     if lib == "torch-rim":
         from rim import RIM
         return RIM((N, N), model, score_fn=score_fn, T=T, device=device)
     from invrim.rim import RIM
-    return RIM((N, N), model, score_fn=score_fn, T=T, checkpointing=checkpointing)
+    # ``checkpointing`` is the name before RIMConfig (it now warns): the older tree gets it
+    name = ("gradient_checkpointing" if "gradient_checkpointing" in inspect.signature(RIM.__init__).parameters
+            else "checkpointing")
+    return RIM((N, N), model, score_fn=score_fn, T=T, **INVRIM_SETTINGS, **{name: gradient_checkpointing})
+
+
+def set_heap(mode: str) -> dict[str, Any]:
+    """Apply ``--heap`` (``kept``: glibc's thresholds fixed now, for the whole process;
+    ``default``: glibc left alone) and say what was done."""
+    import invrim
+    # Only a module of the invrim actually imported: with PYTHONPATH pointing at an older tree,
+    # setuptools' editable finder would serve ``invrim.heap`` from the installed (newer) tree.
+    if os.path.exists(os.path.join(os.path.dirname(invrim.__file__), "heap.py")):
+        from invrim import heap as heap_mod
+        where = "invrim.heap"
+    else:                                     # invrim before invrim.heap: the RIM kept it itself
+        from invrim.training import heap as heap_mod
+        where = "invrim.training.heap"
+    out: dict[str, Any] = {"setting": mode, "module": where, "file": heap_mod.__file__}
+    if mode == "kept":
+        out["kept"] = bool(heap_mod.keep_heap())
+        out["how"] = f"{where}.keep_heap() at start"
+    else:
+        if where != "invrim.heap":
+            os.environ["INVRIM_KEEP_HEAP"] = "0"  # the older RIM would keep it at its first step
+            out["how"] = "glibc defaults (INVRIM_KEEP_HEAP=0 for the older RIM)"
+        else:
+            out["how"] = "glibc defaults (keep_heap not called)"
+        out["kept"] = False
+    return out
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -410,8 +456,27 @@ def ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or b in (None, 0) else f"{a / b:.2f}x"
 
 
+def lscpu() -> dict[str, str]:
+    """``lscpu``'s fields (model name, family/model/stepping, flags, caches, hypervisor)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=20,
+                              env={**os.environ, "LC_ALL": "C"}).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out = {}
+    for ln in text.splitlines():
+        if ":" in ln:
+            k, v = ln.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+SIMD_PREFIXES = ("sse", "ssse", "avx", "amx", "fma", "f16c")
+
+
 def machine_info() -> dict[str, Any]:
     cpu = cpu_name()
+    ls = lscpu()
     try:
         load = os.getloadavg()
     except OSError:
@@ -428,12 +493,17 @@ def machine_info() -> dict[str, Any]:
         run = lambda *a: subprocess.run(["git", "-C", root, *a], capture_output=True, text=True,
                                         timeout=20).stdout.strip()
         git = {"commit": run("rev-parse", "--short", "HEAD"),
-               "modified": run("status", "--porcelain", "--", "invrim").splitlines()}
+               "modified": run("status", "--porcelain", "--", "invrim").splitlines(),
+               "path": os.path.dirname(os.path.abspath(invrim.__file__))}
     except Exception:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+    flags = ls.get("Flags", "").split()
+    return {"cpu": ls.get("Model name") or cpu, "cores": os.cpu_count(), "torch": torch.__version__,
             "torch_rim": trim_v, "python": platform.python_version(), "loadavg": load,
-            "invrim_git": git}
+            "invrim_git": git,
+            "cpu_id": {k: ls.get(k) for k in ("Vendor ID", "CPU family", "Model", "Stepping",
+                                              "Hypervisor vendor", "L1d cache", "L2 cache", "L3 cache")},
+            "cpu_flags": flags, "cpu_simd_flags": [f for f in flags if f.startswith(SIMD_PREFIXES)]}
 
 
 def main() -> None:
@@ -454,6 +524,9 @@ def main() -> None:
                     help="total seconds to spend waiting for a quiet machine (default 1800)")
     ap.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
     ap.add_argument("--no-ckpt-time", action="store_true", help="do not time invrim with checkpointing")
+    ap.add_argument("--heap", choices=("kept", "default"), default="kept",
+                    help="glibc's heap: 'kept' calls invrim.heap.keep_heap() once at start (as in the "
+                         "recorded runs), 'default' leaves glibc alone (default: kept)")
     ap.add_argument("--json", default=None, help="write the results there")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -470,15 +543,22 @@ def main() -> None:
     budget = args.budget if args.budget is not None else (0.0 if quick else 240.0)
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    heap = set_heap(args.heap)
 
     info = machine_info()
     print(f"# invrim vs torch-rim {info['torch_rim']}  ({device}, {args.threads} threads)")
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
           f"python {info['python']}, loadavg at start {info['loadavg']}")
+    cid = info["cpu_id"]
+    print(f"cpu: {info['cpu']} ({cid['Vendor ID']}, family {cid['CPU family']} model {cid['Model']} "
+          f"stepping {cid['Stepping']}, hypervisor {cid['Hypervisor vendor']}, L2 {cid['L2 cache']}, "
+          f"L3 {cid['L3 cache']})")
+    print(f"cpu flags (vector; all in the JSON): {' '.join(info['cpu_simd_flags'])}")
+    print(f"heap: {heap['setting']} ({heap['how']}; thresholds fixed: {heap['kept']})")
     if info["invrim_git"]:
         g = info["invrim_git"]
-        print(f"invrim: git {g['commit']}" + (f", uncommitted changes: {', '.join(g['modified'])}"
-                                              if g["modified"] else ""))
+        print(f"invrim: git {g['commit']} at {g['path']}" + (f", uncommitted changes: {', '.join(g['modified'])}"
+                                                             if g["modified"] else ""))
     print(f"problem: deblur, {B}x{C}x{N}x{N} fp32, PSF {PSF_SIZE}x{PSF_SIZE} sigma {PSF_SIGMA}, "
           f"noise {NOISE_SIGMA}; Hourglass {HOURGLASS}")
     y, x = make_data(device)
@@ -488,10 +568,11 @@ def main() -> None:
           flush=True)
 
     train_keys = ["torch-rim", "invrim"] + ([] if args.no_ckpt_time else ["invrim-ckpt"])
-    results: dict[str, Any] = {"machine": info, "device": str(device), "threads": args.threads,
+    results: dict[str, Any] = {"machine": info, "heap": heap, "device": str(device), "threads": args.threads,
                                "params": pc, "T": Ts, "train": {}, "predict": {}, "memory": {},
                                "foreign_load": {},
                                "settings": {"batch": B, "size": N, "hourglass": HOURGLASS,
+                                            "invrim_rim": INVRIM_SETTINGS,
                                             "warmup": warmup, "repeats": repeats,
                                             "min_repeats": min_repeats, "budget_s": budget}}
     noise = Noise(args.max_foreign if args.max_foreign is not None else (0.0 if quick else 0.25),
@@ -534,6 +615,11 @@ def main() -> None:
                 f"{k} {fmt_mb(v['peak_bytes'])}/{fmt_mb(v.get('tensor_peak_bytes'))}" for k, v in m.items())
                 + f"  [{time.perf_counter() - t_start:.0f} s]", flush=True)
     results["loadavg_end"] = os.getloadavg()
+    import invrim
+    root = os.path.dirname(os.path.abspath(invrim.__file__))
+    results["invrim_modules_elsewhere"] = sorted(     # should be empty (see set_heap)
+        n for n, m in list(sys.modules.items()) if (n == "invrim" or n.startswith("invrim."))
+        and getattr(m, "__file__", None) and not os.path.abspath(m.__file__).startswith(root))
     results["discarded_rounds"] = noise.discarded
     results["wall_s"] = time.perf_counter() - t_start
 
