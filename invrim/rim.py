@@ -219,6 +219,13 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
             raise ValueError("initialization_method='approximate_inverse' needs approximate_inverse_fn "
                              "(or a problem whose forward model has a pseudo_inverse)")
         self.register_buffer("loss_weights", trajectory_weights(s.loss_weights, s.T), persistent=False)
+        self._check_steps()
+
+    def _check_steps(self) -> None:
+        steps = getattr(self.model, "steps", None)
+        if steps is not None and self.settings.T > steps:
+            raise ValueError(f"the backbone has weights for {steps} steps but T={self.settings.T}: "
+                             f"build it with steps={self.settings.T} (or more), or lower T")
 
     # ---- settings as attributes (the seed's names) ---------------------------------------------
     def __getattr__(self, name: str) -> Any:
@@ -233,6 +240,7 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
             self.settings = RIMConfig(**{**settings.to_dict(), _ATTRIBUTES[name]: value})   # validated
             self._buffers["loss_weights"] = trajectory_weights(self.settings.loss_weights, self.settings.T).to(
                 self._buffers["loss_weights"].device)
+            self._check_steps()
             return
         super().__setattr__(name, value)
 
@@ -344,9 +352,16 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
                                  "(batch, channels, *dimensions): check y's shape and the RIM's dimensions")
         h = self.model.init_hidden(x)
         if method == "model":
-            dx, h = self.model(x, torch.zeros_like(x), h)
+            dx, h = self._network(x, torch.zeros_like(x), h, 0)
             x = x + dx
         return x, h
+
+    def _network(self, x: Tensor, score: Tensor, h: Hidden, t: int) -> tuple[Tensor, Hidden]:
+        """One call of the backbone; a backbone with weights of its own per step (``steps`` set)
+        is told which step this is."""
+        if getattr(self.model, "steps", None) is not None:
+            return self.model(x, score, h, step=t)
+        return self.model(x, score, h)
 
     def _step(self, t: int, y: Tensor, args: tuple, kwargs: dict, x: Tensor, h: Hidden,
               *state: Tensor) -> tuple[Tensor, Hidden, tuple[Tensor, ...]]:
@@ -356,7 +371,7 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
         else:
             score = self.model_score(x, y, *args, **kwargs)
         score, state = self._preprocess(score, state, t)
-        dx, h = self.model(x, score, h)                                                  # dx like x
+        dx, h = self._network(x, score, h, t)                                            # dx like x
         return x + dx, h, state
 
     def forward(self, y: Tensor, *args: Any, **kwargs: Any) -> list[Tensor]:

@@ -26,6 +26,10 @@ class Backbone(nn.Module):
     name: str = "backbone"
     channels: int
     dimensions: int
+    #: ``None``: one set of weights shared by every RIM step. A number: the backbone keeps weights
+    #: for that many steps and takes ``forward(x, score, h, step=t)`` (``t`` from 0); the RIM
+    #: then refuses a ``T`` above it.
+    steps = None
 
     def forward(self, x: Tensor, score: Tensor, h: Hidden) -> tuple[Tensor, Hidden]:  # pragma: no cover
         raise NotImplementedError
