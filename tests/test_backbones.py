@@ -515,3 +515,156 @@ def test_conv_gru_matches_reference_equations(dimensions):
     convs = [m for m in gru.modules() if m is not gru]
     assert len(convs) == 3
     assert gru.u_zr.bias is None and gru.u_h.bias is None
+
+
+# --------------------------------------------------------------------------- RIMCell: steps, step size
+def _tiny_cell(**overrides) -> RIMCell:
+    return RIMCell(1, dimensions=2, hidden_channels=4, **overrides)
+
+
+def _tiny_rim(cell: RIMCell, T: int = 3, **settings):
+    from invrim import RIM
+    return RIM((8, 8), cell, score_fn=lambda x, y: y - x, T=T, **settings)
+
+
+@pytest.mark.parametrize("steps", [None, 1, 3])
+@pytest.mark.parametrize("learned_step_size", [False, True])
+def test_rim_cell_steps_shapes(steps, learned_step_size):
+    cell = _tiny_cell(steps=steps, learned_step_size=learned_step_size)
+    assert cell.steps == steps and cell.learned_step_size is learned_step_size
+    x = torch.randn(2, 1, 8, 8)
+    h0 = cell.init_hidden(x)
+    h = h0
+    for t in range(steps or 3):
+        dx, h = cell(x, torch.randn_like(x), h, step=t)
+        assert dx.shape == x.shape and torch.isfinite(dx).all()
+    assert [t.shape for t in h] == [t.shape for t in h0] == [(2, 4, 8, 8)] * 2
+    if learned_step_size:
+        assert cell.step_size.shape == (steps or 1,) and not cell.step_size.any()
+    else:
+        assert not hasattr(cell, "step_size")
+    n_shared = sum(p.numel() for p in _tiny_cell().parameters())
+    n = sum(p.numel() for p in cell.parameters())
+    assert n == n_shared * (steps or 1) + (steps or 1) * learned_step_size
+
+
+def test_rim_cell_shared_weights_keep_their_names():
+    keys = list(_tiny_cell().state_dict())
+    assert keys[0] == "convs.0.weight" and "output_layer.bias" in keys
+    assert not any(k.startswith("blocks.") for k in keys)
+    per_step = list(_tiny_cell(steps=2).state_dict())
+    assert "blocks.1.output_layer.weight" in per_step and "convs.0.weight" not in per_step
+
+
+@pytest.mark.parametrize("steps", [None, 3])
+def test_rim_cell_steps_config_round_trip(steps):
+    cell = _tiny_cell(steps=steps, learned_step_size=True)
+    with torch.no_grad():
+        cell.step_size.uniform_(0.1, 1.0)                       # non-zero, so it is compared too
+    config = json.loads(json.dumps(cell.config()))
+    assert config["steps"] == steps and config["learned_step_size"] is True
+    rebuilt = RIMCell(**config)
+    assert rebuilt.config() == cell.config()
+    buffer = io.BytesIO()
+    torch.save(cell.state_dict(), buffer)
+    buffer.seek(0)
+    rebuilt.load_state_dict(torch.load(buffer), strict=True)
+    x, score = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        for t in range(steps or 1):
+            expected = cell(x, score, cell.init_hidden(x), step=t)[0]
+            assert torch.equal(rebuilt(x, score, rebuilt.init_hidden(x), step=t)[0], expected)
+
+
+def test_rim_cell_steps_use_different_weights_and_all_train():
+    cell = _tiny_cell(steps=3)
+    x, score = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    h = cell.init_hidden(x)
+    with torch.no_grad():
+        dx0, _ = cell(x, score, h, step=0)
+        dx1, _ = cell(x, score, h, step=1)
+    assert not torch.allclose(dx0, dx1)
+
+    rim = _tiny_rim(cell, T=3)
+    y, x_true = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    rim.loss_fn(y, x_true).backward()
+    for t, block in enumerate(cell.blocks):
+        # (per block, not per parameter: at step 0 h = 0, so the GRUs' hidden convs get no gradient)
+        norms = [p.grad.norm() for p in block.parameters()]
+        assert all(torch.isfinite(n) for n in norms), f"step {t}"
+        assert sum(norms) > 0, f"no gradient reached the weights of step {t}"
+        assert block.output_layer.weight.grad.norm() > 0
+
+
+def test_rim_cell_steps_fewer_than_T_is_refused():
+    with pytest.raises(ValueError, match="steps"):
+        _tiny_rim(_tiny_cell(steps=3), T=4)
+    _tiny_rim(_tiny_cell(steps=3), T=2)                          # fewer steps than copies is fine
+
+
+def test_rim_cell_step_argument_errors():
+    cell = _tiny_cell(steps=2)
+    x = torch.randn(1, 1, 8, 8)
+    h = cell.init_hidden(x)
+    with pytest.raises(TypeError, match="step="):
+        cell(x, x, h)
+    with pytest.raises(ValueError, match="out of range"):
+        cell(x, x, h, step=2)
+    for bad in (-1, 1.0, True, "0"):
+        with pytest.raises(ValueError, match="step"):
+            cell(x, x, h, step=bad)
+    shared = _tiny_cell()
+    assert torch.equal(shared(x, x, h, step=7)[0], shared(x, x, h)[0])  # shared: step is ignored
+
+
+@pytest.mark.parametrize("kwargs,argument", [
+    (dict(steps=0), "steps"), (dict(steps=-2), "steps"), (dict(steps=2.0), "steps"),
+    (dict(steps=True), "steps"), (dict(steps="3"), "steps"),
+    (dict(learned_step_size=1), "learned_step_size"), (dict(learned_step_size="yes"), "learned_step_size"),
+])
+def test_rim_cell_bad_steps_options(kwargs, argument):
+    with pytest.raises(ValueError, match=argument) as info:
+        RIMCell(1, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("steps", [None, 2])
+def test_rim_cell_learned_step_size_starts_as_a_no_op_and_learns(steps):
+    plain = _tiny_cell(steps=steps)
+    cell = _tiny_cell(steps=steps, learned_step_size=True)
+    missing, unexpected = cell.load_state_dict(plain.state_dict(), strict=False)
+    assert missing == ["step_size"] and not unexpected
+    x, score = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        for t in range(steps or 1):
+            expected = plain(x, score, plain.init_hidden(x), step=t)[0]
+            assert torch.equal(cell(x, score, cell.init_hidden(x), step=t)[0], expected)
+
+    rim = _tiny_rim(cell, T=steps or 2)
+    optimizer = torch.optim.SGD(cell.parameters(), lr=0.1)
+    rim.loss_fn(torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)).backward()
+    optimizer.step()
+    assert (cell.step_size != 0).all()
+    weights = {k: v for k, v in cell.state_dict().items() if k != "step_size"}
+    plain.load_state_dict(weights)                               # the trained net without the step
+    with torch.no_grad():                                        # dx = net(x, score, h) + alpha_t score
+        for t in range(steps or 1):
+            expected = plain(x, score, plain.init_hidden(x), step=t)[0] + cell.step_size[t] * score
+            got = cell(x, score, cell.init_hidden(x), step=t)[0]
+            assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_rim_cell_steps_with_gradient_checkpointing():
+    torch.manual_seed(0)
+    cell = _tiny_cell(steps=3, learned_step_size=True)
+    reference = copy.deepcopy(cell)
+    y, x_true = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    losses = []
+    for model, recompute in ((cell, True), (reference, False)):
+        loss = _tiny_rim(model, T=3, gradient_checkpointing=recompute).loss_fn(y, x_true)
+        loss.backward()
+        losses.append(loss.detach())
+    assert torch.allclose(losses[0], losses[1])
+    for p, q in zip(cell.parameters(), reference.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    assert all(block.output_layer.weight.grad.norm() > 0 for block in cell.blocks)
