@@ -161,6 +161,17 @@ def build_backbone(name: str, config: dict[str, Any]) -> nn.Module:
 
 
 # ---- the folder ---------------------------------------------------------------------------
+def _defaults_of(cls: type, names: set) -> dict[str, Any]:
+    """The constructor defaults of ``cls`` for ``names`` (those without one are left out)."""
+    import inspect
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {n: _plain(params[n].default) for n in names
+            if n in params and params[n].default is not inspect.Parameter.empty}
+
+
 class RunFolder:
     """A run folder (see the module docstring): create, resume, save, commit and read it.
 
@@ -255,8 +266,10 @@ class RunFolder:
             model = build_backbone(saved["name"], saved["config"])
         elif hasattr(model, "config"):
             given = _plain(model.config())
-            if given != saved["config"]:
-                diff = sorted(k for k in set(given) | set(saved["config"]) if given.get(k) != saved["config"].get(k))
+            # options added since the run was saved count at their constructor defaults
+            stored = {**_defaults_of(type(model), set(given) - set(saved["config"])), **saved["config"]}
+            if given != stored:
+                diff = sorted(k for k in set(given) | set(stored) if given.get(k) != stored.get(k))
                 raise CheckpointError(f"the model passed differs from the one saved in {self.path} in: "
                                       f"{', '.join(diff)}; omit model= to rebuild the saved one")
         path = self.weights_path(weights)

@@ -668,3 +668,31 @@ def test_rim_cell_steps_with_gradient_checkpointing():
     for p, q in zip(cell.parameters(), reference.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-6)
     assert all(block.output_layer.weight.grad.norm() > 0 for block in cell.blocks)
+
+
+def test_conformance_kit_runs_a_backbone_with_weights_per_step():
+    from invrim.plugins.testing import check_backbone
+    ran = check_backbone(RIMCell, channels=1, dimensions=(2,), hidden_channels=4, steps=3, learned_step_size=True)
+    assert ran == ["rim_cell[2-D]"]
+
+
+def test_a_run_saved_before_an_option_existed_loads_with_model_given(tmp_path):
+    """A run folder whose saved backbone config lacks options added later (at their defaults) still
+    accepts model=... of the same network; a real difference is still refused."""
+    import json
+    from invrim import RIM
+    from invrim.runs import CheckpointError, RunFolder
+    torch.manual_seed(0)
+    cell = RIMCell(1, dimensions=2, hidden_channels=4)
+    rim = RIM((8, 8), cell, score_fn=lambda x, y: y - x, T=2)
+    y = torch.randn(4, 1, 8, 8)
+    rim.fit(torch.utils.data.TensorDataset(y, y), epochs=1, batch_size=4, run_dir=tmp_path / "run", progress=False)
+    model_json = tmp_path / "run" / "model.json"
+    saved = json.loads(model_json.read_text())
+    for key in ("steps", "learned_step_size"):
+        saved["backbone"]["config"].pop(key)
+    model_json.write_text(json.dumps(saved))
+    model, _ = RunFolder(tmp_path / "run").load_backbone(RIMCell(1, dimensions=2, hidden_channels=4))
+    assert model.steps is None
+    with pytest.raises(CheckpointError, match="steps"):
+        RunFolder(tmp_path / "run").load_backbone(RIMCell(1, dimensions=2, hidden_channels=4, steps=2))

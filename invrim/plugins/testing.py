@@ -298,20 +298,26 @@ def check_backbone(backbone: Callable[..., Any], dimensions: Sequence[int] = (0,
         label = f"{getattr(net, 'name', type(net).__name__)}[{d}-D]"
         x = torch.randn(3, channels, *sizes[d])
         h = net.init_hidden(x)
-        dx, h = net(x, torch.randn_like(x), h)
+        per_step = getattr(net, "steps", None) is not None      # weights of its own per step
+        call = (lambda n, a, s, hh, t: n(a, s, hh, step=t)) if per_step else (lambda n, a, s, hh, t: n(a, s, hh))
+        dx, h = call(net, x, torch.randn_like(x), h, 0)
         assert dx.shape == x.shape, f"{label}: dx has shape {tuple(dx.shape)}, expected {tuple(x.shape)}"
-        dx2, _ = net(x + dx, torch.randn_like(x), h)
-        (dx2 ** 2).sum().backward()
+        total = x + dx
+        for t in range(1, max(2, net.steps if per_step else 2)):
+            dx2, h = call(net, total, torch.randn_like(x), h, t)
+            total = total + dx2
+        (total ** 2).sum().backward()
         silent = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
         assert not silent, f"{label}: no finite gradient for {', '.join(silent[:5])}"
         check_config_roundtrip(net)
         rebuilt = type(net)(**json.loads(json.dumps(net.config())))
         rebuilt.load_state_dict(net.state_dict())
         with torch.no_grad():
-            torch.testing.assert_close(rebuilt(x, x, rebuilt.init_hidden(x))[0], net(x, x, net.init_hidden(x))[0])
+            torch.testing.assert_close(call(rebuilt, x, x, rebuilt.init_hidden(x), 0)[0],
+                                       call(net, x, x, net.init_hidden(x), 0)[0])
         net64 = net.double()
         x64 = x.double()
-        out64, h64 = net64(x64, x64, net64.init_hidden(x64))
+        out64, h64 = call(net64, x64, x64, net64.init_hidden(x64), 0)
         assert out64.dtype == torch.float64, f"{label}: float64 input gave {out64.dtype}"
         ran.append(label)
     assert ran, f"{getattr(backbone, '__name__', backbone)}: no dimensions in {tuple(dimensions)} could be built"
