@@ -213,6 +213,9 @@ def test_early_stopping_and_time_limit_in_fit(deblurring):
     start = time.monotonic()
     history = make_rim(problem).fit(data, epochs=10_000, batch_size=8, max_time=1.0 / 3600, progress=False)
     assert history.stop_reason == "time limit" and time.monotonic() - start < 10
+    # a limit already spent when training starts still trains one epoch (it once returned nothing)
+    history = make_rim(problem).fit(data, epochs=5, batch_size=8, max_time=1e-9, progress=False)
+    assert len(history) == 1 and history.stop_reason == "time limit"
 
 
 class SimulatedStream(torch.utils.data.IterableDataset):

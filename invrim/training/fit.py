@@ -112,7 +112,7 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
     epochs, learning_rate, **options
         The fields of :class:`~invrim.config.FitConfig` (its defaults apply to what is not
         given): ``batch_size``, ``shuffle``, ``validation_split``, ``patience``, ``tolerance``,
-        ``max_time`` (hours), ``warmup`` (steps), ``scheduler`` (``"constant"``, ``"cosine"``,
+        ``max_time`` (hours; checked between epochs, the first of which always runs), ``warmup`` (steps), ``scheduler`` (``"constant"``, ``"cosine"``,
         ``"linear"``, over ``epochs`` or ``max_time``, whichever comes first),
         ``min_learning_rate``, ``clip``, ``weight_decay``, ``ema_decay``, ``save_every``,
         ``models_to_keep``, ``seed``, ``num_workers``. Shuffling is seeded by ``seed`` and the
@@ -197,7 +197,7 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
 
     for epoch in range(start_epoch, cfg.epochs):
         bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
-        if out_of_time():
+        if epoch > start_epoch and out_of_time():      # the first epoch always runs: a result, not nothing
             history.stop_reason = "time limit"
             break
         t0 = time.monotonic()
