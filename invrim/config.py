@@ -33,9 +33,11 @@ class RIMConfig:
     score_preprocessing_method
         ``"identity"``, ``"arcsinh"``, ``"adam"`` or ``"rmsprop"``.
     standardize_score
-        Divide each sample's score by its standard deviation (torch-rim: off).
+        Divide each sample's score by its standard deviation (off, as in torch-rim: it discards the
+        score's size, which tells the network how far it is from the data; measured to slow early
+        training, benchmarks/QUALITY.md).
     loss_weights
-        Per-step weights of the trajectory loss (torch-rim: uniform).
+        Per-step weights of the trajectory loss (uniform, as in torch-rim).
     detach_score
         Treat the score as an input (torch-rim) rather than differentiating through it.
     gradient_checkpointing
@@ -47,8 +49,8 @@ class RIMConfig:
     T: int = 10
     initialization_method: str = "auto"
     score_preprocessing_method: str = "identity"
-    standardize_score: bool = True
-    loss_weights: Union[str, Sequence[float]] = "linear"
+    standardize_score: bool = False
+    loss_weights: Union[str, Sequence[float]] = "uniform"
     detach_score: bool = True
     gradient_checkpointing: bool = False
     epsilon: float = 1e-7
