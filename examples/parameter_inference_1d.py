@@ -189,7 +189,7 @@ def main() -> None:
 
     net = MLPGRU(4, hidden_units=64, num_layers=2)
     rim = RIM((), net, problem=problem, T=20, link_function=to_physical, inverse_link_function=to_model,
-              score_preprocessing_method="arcsinh", loss_weights="linear")
+              score_preprocessing_method="arcsinh", loss_weights="linear", standardize_score=True)
     train = PriorSimulations(problem, length=256 if args.fast else 4096, seed=args.seed)
     print(f"training a RIM (MLPGRU, T={rim.T}) on fresh prior simulations: {epochs} epochs, "
           f"at most {budget:.0f} s ...")

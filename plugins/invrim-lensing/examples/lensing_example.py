@@ -124,7 +124,7 @@ def main():
     # ---- the RIM ------------------------------------------------------------------------------
     backbone = Hourglass(1, dimensions=2, nf=cfg["nf"], ch_mult=(2,), hidden_units=cfg["hidden"], num_layers=1)
     rim = RIM((32, 32), backbone, problem=problem, T=cfg["T"], initialization_method="approximate_inverse",
-              standardize_score=True)
+              standardize_score=True, loss_weights="linear")   # as recorded in RESULTS.md
     t0 = time.time()
     history = rim.fit(train, epochs=10_000, learning_rate=cfg["lr"], batch_size=cfg["batch"],
                       validation_dataset=val, max_time=minutes / 60, clip=1.0, seed=args.seed,
