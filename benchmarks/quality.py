@@ -415,6 +415,7 @@ def figure(results: list[dict[str, Any]], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     problems = list(dict.fromkeys(r["problem"] for r in results))
     fig, axes = plt.subplots(2, len(problems), figsize=(4 * len(problems), 6.5), squeeze=False)
@@ -435,9 +436,10 @@ def figure(results: list[dict[str, Any]], path: str) -> None:
             ax.axhline(1.0, color="k", lw=0.8, ls="--")
             ax.set_xscale("log")
             ax.set_yscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(xlabel)
-            ax.set_ylabel(f"test MSE / {rs[0]['reference']}" if j == 0 else "")
-            ax.set_title(problem if i == 0 else "")
+            ax.set_ylabel("test MSE / reference baseline's" if j == 0 else "")
+            ax.set_title(f"{problem} (reference: {rs[0]['reference']})" if i == 0 else "", fontsize=9)
         axes[0, j].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
