@@ -39,6 +39,8 @@ from mkdocs.structure.files import File
 REPOSITORY_PAGES = (
     "benchmarks/README.md",
     "benchmarks/RESULTS*.md",
+    "benchmarks/QUALITY.md",
+    "benchmarks/OPTIMISERS.md",
     "plugins/*/README.md",
     "plugins/*/RESULTS.md",
     "examples/RESULTS_*.md",

@@ -117,7 +117,8 @@ def test_baseline_is_the_problems_approximate_inverse(blur):
         for metric, value in ref.items():
             assert result["per_sample"]["baseline"][metric][i] == pytest.approx(value, rel=1e-5)
     sample = read_sample(blur["recon"], 2)
-    torch.testing.assert_close(sample["baseline"].double(), torch.from_numpy(by_hand[2]))
+    # float32 values computed by two routes: a few ulp apart on some CPUs (1.8e-7 seen on an AMD EPYC)
+    torch.testing.assert_close(sample["baseline"].double(), torch.from_numpy(by_hand[2]), rtol=1e-6, atol=1e-6)
     with h5py.File(blur["recon"], "r") as f:
         np.testing.assert_array_equal(sample["x_hat"].numpy(), f["x_hat"][2])
         np.testing.assert_array_equal(sample["trajectory"].numpy(), f["trajectory"][2])
