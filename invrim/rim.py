@@ -86,6 +86,7 @@ def _reload_arguments(run: Any, weights: Union[str, int], given: dict[str, Any])
     if given.get("link_function") is None and link not in ("identity", "custom"):
         out["link_function"] = link
     if all(given.get(k) is None for k in ("score_fn", "energy_fn", "problem")) and saved.get("problem"):
+        folder.check_providers(("forward_model", "likelihood"), saved)
         out["problem"] = Problem.from_config(**saved["problem"])     # rebuilt through the registry
     return out
 

@@ -154,6 +154,21 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
+#: The components a run records the providers of, with where ``model.json`` keeps their names.
+_RECORDED = {"backbone": ("backbone", "name"), "forward_model": ("problem", "forward_model"),
+             "likelihood": ("problem", "likelihood")}
+
+
+def _component_names(model_config: dict[str, Any]) -> dict[str, str]:
+    """``{kind: name}`` of the registry components a saved model uses."""
+    out = {}
+    for kind, (section, key) in _RECORDED.items():
+        value = (model_config.get(section) or {}).get(key)
+        if isinstance(value, str):
+            out[kind] = value
+    return out
+
+
 def build_backbone(name: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a saved backbone through the plugin registry (built-in or third-party)."""
     from .plugins import registry
@@ -263,6 +278,7 @@ class RunFolder:
         cfg = self.model_config()
         saved = cfg["backbone"]
         if model is None:
+            self.check_providers(("backbone",), cfg)
             model = build_backbone(saved["name"], saved["config"])
         elif hasattr(model, "config"):
             given = _plain(model.config())
@@ -337,7 +353,31 @@ class RunFolder:
 
     @staticmethod
     def model_document(model_config: dict[str, Any]) -> dict[str, Any]:
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "invrim_version": __version__, **model_config}
+        """``model.json``: the model's settings with the provider (distribution, version) of every
+        registry component it uses, so that a missing plugin is named when the run is loaded."""
+        from .plugins.provenance import provider_record
+        providers = {kind: provider_record(kind, name) for kind, name in _component_names(model_config).items()}
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "invrim_version": __version__, **model_config,
+                "providers": {k: v for k, v in providers.items() if v}}
+
+    def check_providers(self, kinds=tuple(_RECORDED), cfg: Optional[dict[str, Any]] = None) -> None:
+        """Before anything is built: a one-line :class:`CheckpointError` naming the distribution
+        to install when a component of ``kinds`` the run needs is missing here, and a warning
+        naming both versions when its provider is installed at another version."""
+        import warnings
+
+        from .plugins.provenance import check_provider, version_mismatch
+        cfg = self.model_config() if cfg is None else cfg
+        providers = cfg.get("providers") or {}
+        for kind, name in _component_names(cfg).items():
+            if kind not in kinds:
+                continue
+            problem = check_provider(kind, name, providers.get(kind), f"run {self.path}")
+            if problem:
+                raise CheckpointError(problem)
+            mismatch = version_mismatch(kind, name, providers.get(kind), f"run {self.path}")
+            if mismatch:
+                warnings.warn(mismatch, UserWarning, stacklevel=3)
 
     def check_same_model(self, model_config: dict[str, Any]) -> None:
         """A one-line error unless the saved model has the same dimensions and backbone."""

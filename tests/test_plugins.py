@@ -185,11 +185,37 @@ def test_missing_dependencies_stay_listed(site):
     site("invrim-needyimport", "needyimport", {"hooks": "import not_a_real_package_abc\n" + hooks()})
     reg = registry()
     info = reg.forward_models.info("needy")
-    assert info.status == "missing-deps" and info.missing == ("not_a_real_package_xyz",)
+    assert info.status == "missing-deps" and [r.import_name for r in info.missing] == ["not_a_real_package_xyz"]
     with pytest.raises(MissingDependencyError, match="pip install not_a_real_package_xyz"):
         reg.forward_models.build("needy")
     record = reg.plugin("needyimport")
     assert record.status == "missing-deps" and "pip install not_a_real_package_abc" in record.error
+
+
+def test_a_requirement_names_its_import_and_its_distribution(site, capsys):
+    site("invrim-needy", "needypkg", {"hooks": hooks(
+        'Component("needy", "needypkg.physics:X", requires=[("not_real_xyz", "not-real-xyz-dist"), "scipy"])')})
+    reg = registry()
+    info = reg.forward_models.info("needy")
+    assert [tuple(r) for r in info.missing] == [("not_real_xyz", "not-real-xyz-dist")]
+    with pytest.raises(MissingDependencyError, match=r"needs not_real_xyz: pip install not-real-xyz-dist$"):
+        reg.forward_models.build("needy")
+    # an import name alone that is known to differ from its distribution gets the distribution
+    from invrim.plugins import Component
+    assert Component("c", "m:f", requires=["skimage"]).requires[0].distribution == "scikit-image"
+    with pytest.raises(ValueError, match=r"'scikit-image' is not an import name.*\('skimage', 'scikit-image'\)"):
+        Component("c", "m:f", requires=["scikit-image"])
+    # plugins check: the component is skipped with the hint, which is not a failure of the installation
+    assert main(["plugins", "check", "needy"]) == 0
+    out = capsys.readouterr().out
+    assert "SKIPPED" in out and "pip install not-real-xyz-dist" in out
+
+
+def test_builtin_requirements_name_pypi_distributions():
+    for kind in registry().kinds().values():
+        for c in kind:
+            for r in c.requires:
+                assert r.distribution != "skimage", f"{c.qualified_name} says pip install skimage"
 
 
 def test_environment_controls(site, monkeypatch):
@@ -382,9 +408,9 @@ def test_base_exceptions_from_plugins_are_contained(site):
     reg = registry()
     status = {p.name: (p.status, p.error) for p in reg.plugins}
     assert status["exitimport"] == ("failed", "import failed: SystemExit: sys.exit(3) was called")
-    assert status["exithook"] == ("failed", "bad hooks: SystemExit: sys.exit(None) was called")
+    assert status["exithook"] == ("failed", "bad hooks: invrim_forward_models: SystemExit: sys.exit(None) was called")
     assert status["genexit"] == ("failed", "import failed: GeneratorExit: closing")
-    assert status["panicpkg"] == ("failed", "bad hooks: Panic: the plugin panicked")
+    assert status["panicpkg"] == ("failed", "bad hooks: invrim_forward_models: Panic: the plugin panicked")
     assert status["shiftpkg"][0] == "active" and "shift" in reg.forward_models.names()
     pm = reg.plugin_manager                     # the failed ones are not left on the manager
     assert pm.get_plugin("shiftpkg") is sys.modules["shiftpkg.hooks"]
@@ -412,9 +438,9 @@ def test_cli_lists_plugins_that_exit_or_panic(site, tmp_path):
     assert listing.returncode == 0, listing.stderr
     assert "Traceback" not in listing.stderr
     for line in ("exitimport: import failed: SystemExit: sys.exit(3) was called",
-                 "exithook: bad hooks: SystemExit: sys.exit(None) was called",
+                 "exithook: bad hooks: invrim_forward_models: SystemExit: sys.exit(None) was called",
                  "genexit: import failed: GeneratorExit: closing",
-                 "panicpkg: bad hooks: Panic: the plugin panicked"):
+                 "panicpkg: bad hooks: invrim_forward_models: Panic: the plugin panicked"):
         assert line in listing.stdout, listing.stdout
     assert "shiftpkg" in listing.stdout and "builtin" in listing.stdout
     strict = cli(tmp_path / "site", "plugins", "list", INVRIM_STRICT_PLUGINS="1")
@@ -558,3 +584,118 @@ def test_a_plugin_using_the_registry_while_loading_fails_alone(site):
     record = reg.plugin("eagerpkg")
     assert record.status == "failed" and "registry() was called while plugins were loading" in record.error
     assert reg.plugin("shiftpkg").status == "active"
+
+
+# ---- #18: a hook that raises, a plugin that failed, a run that names its plugins ----------------
+def test_a_raising_hook_keeps_the_plugins_other_components(site):
+    site("invrim-halfpkg", "halfpkg", {"hooks": hooks('Component("shift", "halfpkg.physics:Shift")', extra='''
+        @hookimpl
+        def invrim_backbones():
+            raise RuntimeError("backbone hook is broken")
+        '''), "physics": HEAVY_PHYSICS})
+    reg = registry()
+    record = reg.plugin("halfpkg")
+    assert record.status == "partial" and "backbone hook is broken" in record.error
+    assert record.hook_errors == {"invrim_backbones": "RuntimeError: backbone hook is broken"}
+    assert reg.forward_models.build("shift", k=2).k == 2           # the working hook's component is usable
+    with pytest.raises(UnknownComponentError) as e:                # a missing name points at the failure
+        reg.backbones.info("halfnet")
+    assert "may be provided by a plugin that failed to load" in str(e.value)
+    assert "'halfpkg': RuntimeError: backbone hook is broken (invrim-halfpkg 1.0)" in str(e.value)
+    assert "halfpkg" not in str(pytest.raises(UnknownComponentError, reg.forward_models.info, "nothere").value)
+
+
+def test_a_name_of_a_failed_plugin_says_the_plugin_failed(site, capsys):
+    site("invrim-brokenfm", "brokenfm", {"hooks": "raise RuntimeError('boom at import')"})
+    reg = registry()
+    with pytest.raises(UnknownComponentError, match=r"forward model 'xfm' is provided by plugin 'brokenfm', which "
+                                                    r"failed to load: import failed: RuntimeError: boom at import"):
+        reg.forward_models.info("brokenfm:xfm")
+    code = main(["simulate", "--forward-model", "xfm", "--generator", "ellipses", "--samples", "2", "-o",
+                 "unused.h5"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "'xfm'" in err and "brokenfm" in err and "boom at import" in err
+    # plugins check NAME on the failed plugin: its error, exit 1 (not "no plugin named ...")
+    assert main(["plugins", "check", "brokenfm"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED   plugin brokenfm (invrim-brokenfm 1.0): import failed: RuntimeError: boom at import" in out
+
+
+def test_plain_plugins_check_counts_failed_plugins(site, capsys, monkeypatch):
+    site("invrim-brokenfm", "brokenfm", {"hooks": "raise RuntimeError('boom at import')"})
+    monkeypatch.setattr(testing, "check_component", lambda component: ["stubbed"])   # only the counting here
+    assert main(["plugins", "check"]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED   plugin brokenfm" in captured.out and "1 failed" in captured.err
+    assert "PASSED   backbone invrim:hourglass: stubbed" in captured.out
+
+
+TINY_NET = '''
+from invrim.backbones import Hourglass
+
+class TinyNet(Hourglass):
+    name = "tinynet"
+'''
+
+
+def _provider_plugin(site, version):
+    site("invrim-provpkg", "provpkg", {
+        "hooks": hooks('Component("shift", "provpkg.physics:Shift")', extra='''
+        @hookimpl
+        def invrim_backbones():
+            return [Component("tinynet", "provpkg.nets:TinyNet")]
+        '''), "physics": HEAVY_PHYSICS, "nets": TINY_NET}, version=version)
+
+
+def _uninstall(root: Path, package: str) -> None:
+    import shutil
+    for path in [root / package, *root.glob(f"invrim_{package}-*.dist-info")]:
+        shutil.rmtree(path)
+    for name in [m for m in sys.modules if m.split(".")[0] == package]:
+        del sys.modules[name]
+    refresh()
+
+
+def _one_line(capsys, argv) -> str:
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, (code, err)
+    return err
+
+
+def test_a_run_records_its_plugins_and_names_the_one_to_install(site, tmp_path, capsys):
+    from invrim import RIM
+    from invrim.runs import CheckpointError, RunFolder
+    _provider_plugin(site, "1.0")
+    data, test, run, recon = (tmp_path / n for n in ("train.h5", "test.h5", "run", "recon.h5"))
+    physics = ["--forward-model", "shift", "--generator", "ellipses", "-g", "shape=[16,16]", "-l", "sigma=0.05",
+               "--quiet"]
+    assert main(["simulate", *physics, "--samples", "8", "--seed", "0", "-o", str(data)]) == 0
+    assert main(["simulate", *physics, "--samples", "4", "--seed", "1", "-o", str(test)]) == 0
+    assert main(["train", str(data), "-o", str(run), "--backbone", "tinynet", "-b", "nf=4", "-b", "hidden_units=8",
+                 "--T", "2", "--epochs", "1", "--quiet"]) == 0
+    assert main(["reconstruct", str(run), str(test), "-o", str(recon), "--quiet"]) == 0
+    providers = json.loads((run / "model.json").read_text())["providers"]
+    assert providers["backbone"] == {"name": "provpkg:tinynet", "plugin": "provpkg", "distribution": "invrim-provpkg",
+                                     "version": "1.0"}
+    assert providers["forward_model"]["distribution"] == "invrim-provpkg"
+    assert providers["likelihood"]["distribution"] == "invrim"
+
+    _uninstall(tmp_path / "site", "provpkg")
+    with pytest.raises(CheckpointError, match=r"needs backbone 'tinynet' from invrim-provpkg 1.0, which is not "
+                                              r"installed: pip install invrim-provpkg$"):
+        RIM.from_checkpoint(run)
+    with pytest.raises(CheckpointError, match="pip install invrim-provpkg"):
+        RunFolder(run).load_backbone()
+    for argv in (["reconstruct", run, test, "-o", tmp_path / "again.h5", "--quiet"], ["evaluate", recon],
+                 ["show", recon, "-o", tmp_path / "fig.png"]):
+        err = _one_line(capsys, argv)
+        assert "pip install invrim-provpkg" in err, err
+    assert not (tmp_path / "again.h5").exists()
+
+    _provider_plugin(site, "2.0")                   # another version: usable, with a warning naming both
+    with pytest.warns(UserWarning, match=r"backbone 'tinynet' was provided by invrim-provpkg 1.0 .* but "
+                                         r"invrim-provpkg 2.0 is installed"):
+        rim = RIM.from_checkpoint(run)
+    assert rim.model.name == "tinynet"

@@ -19,7 +19,10 @@ def add_parser(sub) -> None:
     chk = psub.add_parser("check", help="run the conformance kit on installed components",
                           description="Run invrim.plugins.testing on every component (or those named): "
                                       "adjoint dot-product test, score vs autograd, batch/dtype/device, "
-                                      "gradients, config round trip. Exits 1 if any check fails.")
+                                      "gradients, config round trip. A plugin that failed to load (or "
+                                      "one of whose hooks raised) counts as a failure; a component whose "
+                                      "optional dependency is absent is skipped with the pip hint. "
+                                      "Exits 1 if anything failed.")
     chk.add_argument("names", nargs="*", metavar="NAME",
                      help="component ('blur', 'plugin:name') or plugin name; default: everything")
     chk.add_argument("--json", action="store_true", help="machine-readable output")
@@ -28,6 +31,7 @@ def add_parser(sub) -> None:
 
 def list_plugins(args: argparse.Namespace) -> int:
     from ..plugins import KINDS, registry
+    from ..plugins.component import install_hint
     reg = registry()
     if args.json:
         print(json.dumps({"plugins": [p.describe() for p in reg.plugins],
@@ -46,8 +50,7 @@ def list_plugins(args: argparse.Namespace) -> int:
                 print(f"  {p.qualified_name}: {note}")
     missing = [c for kind in reg.kinds().values() for c in kind if c.missing]
     for c in missing:
-        print(f"  {c.qualified_name} ({KINDS[c.kind].label}) needs: "
-              f"pip install {' '.join(c.missing)}")
+        print(f"  {c.qualified_name} ({KINDS[c.kind].label}) needs: {install_hint(c.missing)}")
     return 0
 
 
@@ -58,15 +61,19 @@ def _table(rows) -> None:
 
 
 def check_plugins(args: argparse.Namespace) -> int:
-    from ..plugins import KINDS, UnknownComponentError, registry
+    from ..plugins import KINDS, MissingDependencyError, UnknownComponentError, registry
     from ..plugins.testing import check_component
     reg = registry()
     components = [c for kind in reg.kinds().values() for c in kind]
+    broken = [p for p in reg.plugins if p.broken]
     if args.names:
-        chosen = []
+        chosen, broken_named = [], []
         for name in args.names:
+            record = reg.plugin(name)
+            if record is not None and record.broken:
+                broken_named.append(record)
             by_plugin = reg.components_of(name)        # entry-point, distribution or dist:name
-            if by_plugin:
+            if by_plugin or record is not None:
                 chosen += by_plugin
                 continue
             hits = []
@@ -81,14 +88,26 @@ def check_plugins(args: argparse.Namespace) -> int:
                 hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
                 raise ValueError(f"no plugin or component named {name!r}; known: {', '.join(known)}{hint}")
             chosen += hits
-        components = chosen
+        components, broken = chosen, broken_named
     results, failed = [], 0
+    for p in broken:                                   # a plugin that did not (fully) load
+        entry = {"plugin": p.qualified_name, "kind": "plugin", "distribution": p.distribution,
+                 "version": p.version, "detail": p.error or p.status}
+        # a hooks module that needs an absent optional package is skipped, with the hint; anything
+        # else (an import error, a raising hook) is a failure of the installation
+        entry["status"] = "skipped" if p.status == "missing-deps" else "failed"
+        failed += entry["status"] == "failed"
+        results.append(entry)
+        if not args.json:
+            dist = " ".join(v for v in (p.distribution, p.version) if v)
+            print(f"{entry['status'].upper():8} plugin {p.qualified_name}" + (f" ({dist})" if dist else "")
+                  + f": {entry['detail']}")
     for c in components:
         entry = {"component": c.qualified_name, "kind": c.kind}
         try:
             entry["checks"] = check_component(c)
             entry["status"] = "passed"
-        except LookupError as e:
+        except (LookupError, MissingDependencyError) as e:
             entry["status"], entry["detail"] = "skipped", str(e)
         except BaseException as e:  # noqa: BLE001 — any failure (SystemExit too) is reported, not raised
             if isinstance(e, KeyboardInterrupt):

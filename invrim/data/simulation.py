@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..plugins import registry
+from ..plugins.provenance import provider_record
 from .io import DatasetWriter, check_output
 from .validation import open_h5, warn_if_unregistered
 from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, check_dim_names, dim_options
@@ -28,15 +29,7 @@ def block_generator(seed: int, block: int) -> torch.Generator:
 
 
 def _provider(kind: str, name: str) -> Optional[dict[str, Any]]:
-    components = registry().kinds()[f"{kind}s"]
-    try:
-        info = components.info(name)
-    except Exception:
-        return None
-    dist = info.distribution or ("invrim" if info.builtin else None)
-    version = info.version or (__version__ if info.builtin else None)
-    return {"name": info.qualified_name if not info.builtin else name, "plugin": info.plugin,
-            "distribution": dist, "version": version}
+    return provider_record(kind, name)
 
 
 def _build(kind: str, spec: Any, config: Optional[dict]) -> tuple[Any, str, dict]:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..plugins import registry
 from ..plugins.errors import UnknownComponentError
+from ..plugins.provenance import check_provider
 from ..problem import Problem
 from .schema import (ATTRS_REQUIRED, FORMAT, FORMAT_VERSION, OBSERVATION, SAMPLE, TRUTH, DataError,
                      decode_attrs, dim_options)
@@ -149,11 +150,8 @@ def problem_from_attrs(attrs: dict[str, Any], path: Union[str, os.PathLike] = "<
             components.info(name)
         except UnknownComponentError as e:
             made_by = providers.get(kind) or {}
-            dist = made_by.get("distribution")
-            if dist and dist != "invrim":
-                hint = f"; the file was made with {dist} {made_by.get('version') or ''}".rstrip() + \
-                       f": pip install {dist}"
-                raise DataError(f"{path}: {label} {name!r} is not installed{hint}") from None
+            if made_by.get("distribution") not in (None, "invrim"):
+                raise DataError(check_provider(kind, name, made_by, str(path))) from None
             raise DataError(f"{path}: {label} {name!r} is not registered (no installed plugin provides it): from "
                             f"Python pass it yourself (HDF5Dataset(path, problem=...), train_on_file(path, run, "
                             f"problem=...)), or register it in a plugin (docs/plugins.md); {e}") from None

@@ -50,5 +50,5 @@ def invrim_generators():
         Component("ellipses", "invrim.data.generators:RandomEllipses",
                   "random overlapping ellipses in [0, 1] (2-D phantoms)"),
         Component("image_crops", "invrim.data.generators:ImageCrops",
-                  "random crops of scikit-image's bundled photographs", requires=("skimage",)),
+                  "random crops of scikit-image's bundled photographs", requires=[("skimage", "scikit-image")]),
     ]

@@ -7,12 +7,48 @@ import importlib.util
 import inspect
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from .errors import ComponentBuildError, MissingDependencyError
 from .spec import label
 
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+_IMPORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+#: Import names whose PyPI distribution is called otherwise (used when a requirement names only
+#: its import name, and in the hint for a plugin whose hooks module cannot import a package).
+KNOWN_DISTRIBUTIONS = {"skimage": "scikit-image", "sklearn": "scikit-learn", "PIL": "Pillow",
+                       "cv2": "opencv-python", "yaml": "PyYAML", "nibabel": "nibabel",
+                       "torchkbnufft": "torchkbnufft", "finufft": "finufft"}
+
+
+class Requirement(NamedTuple):
+    """An optional package a component needs: the name it is imported by and the distribution
+    that ``pip install`` takes (``Requirement("skimage", "scikit-image")``)."""
+
+    import_name: str
+    distribution: str
+
+    @classmethod
+    def parse(cls, spec: Any) -> "Requirement":
+        """A requirement from ``"scipy"`` (both names alike, or the known distribution of an
+        import name), ``("skimage", "scikit-image")`` or a :class:`Requirement`."""
+        if isinstance(spec, str) and spec.strip():
+            name = spec.strip()
+            if not _IMPORT_NAME.match(name):
+                raise ValueError(f"{name!r} is not an import name; name both the import name and the "
+                                 f"distribution, e.g. requires=[('skimage', 'scikit-image')]")
+            return cls(name, KNOWN_DISTRIBUTIONS.get(name, name))
+        if (isinstance(spec, (tuple, list)) and len(spec) == 2
+                and all(isinstance(v, str) and v.strip() for v in spec)):
+            return cls(spec[0].strip(), spec[1].strip())
+        raise ValueError(f"a requirement is an import name or (import name, distribution), got {spec!r}")
+
+
+def install_hint(requirements: Any) -> str:
+    """``"pip install scikit-image scipy"`` for requirements (or import names)."""
+    dists = [Requirement.parse(r).distribution for r in requirements]
+    return "pip install " + " ".join(dict.fromkeys(dists))
 
 
 @dataclass(frozen=True)
@@ -29,8 +65,10 @@ class Component:
     summary
         One line shown by ``invrim plugins list``.
     requires
-        Import names the factory needs (e.g. ``("caustics",)``); when one is missing the
-        component stays listed with status ``missing-deps`` and building it says what to install.
+        Optional packages the factory needs, each an import name (``"scipy"``) or an
+        ``(import name, distribution)`` pair (``("skimage", "scikit-image")``); when one cannot be
+        imported the component stays listed with status ``missing-deps``, and building it says
+        ``pip install <distribution>``.
 
     Notes
     -----
@@ -42,13 +80,13 @@ class Component:
     name: str
     factory: Union[str, Callable[..., Any]]
     summary: str = ""
-    requires: tuple[str, ...] = ()
+    requires: tuple[Requirement, ...] = ()
     kind: str = ""
     plugin: str = ""
     distribution: Optional[str] = None
     version: Optional[str] = None
     builtin: bool = False
-    missing: tuple[str, ...] = field(default=(), compare=False)
+    missing: tuple[Requirement, ...] = field(default=(), compare=False)
     plugin_qualified_name: str = ""
 
     def __post_init__(self) -> None:
@@ -60,9 +98,14 @@ class Component:
                                  f"got {self.factory!r}")
         elif not callable(self.factory):
             raise ValueError(f"component {self.name!r}: factory must be callable or a 'module:Attribute' string")
-        if isinstance(self.requires, str):
-            object.__setattr__(self, "requires", (self.requires,))
-        object.__setattr__(self, "requires", tuple(self.requires))
+        requires = self.requires
+        if isinstance(requires, (str, Requirement)):
+            requires = (requires,)
+        try:
+            parsed = tuple(Requirement.parse(r) for r in requires)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"component {self.name!r}: requires: {e}") from None
+        object.__setattr__(self, "requires", parsed)
 
     @property
     def qualified_name(self) -> str:
@@ -82,7 +125,7 @@ class Component:
 
     def with_provider(self, kind: str, plugin: str, distribution: Optional[str], version: Optional[str],
                       builtin: bool, plugin_qualified_name: Optional[str] = None) -> "Component":
-        missing = tuple(r for r in self.requires if not _importable(r))
+        missing = tuple(r for r in self.requires if not _importable(r.import_name))
         return replace(self, kind=kind, plugin=plugin, distribution=distribution, version=version,
                        builtin=builtin, missing=missing, plugin_qualified_name=plugin_qualified_name or plugin)
 
@@ -106,7 +149,8 @@ class Component:
         what, source = self._what()
         if self.missing:
             raise MissingDependencyError(
-                f"{what}{source} needs {', '.join(self.missing)}: pip install {' '.join(self.missing)}")
+                f"{what}{source} needs {', '.join(r.import_name for r in self.missing)}: "
+                f"{install_hint(self.missing)}")
         if not isinstance(self.factory, str):
             return self.factory
         module_name, _, attribute = self.factory.partition(":")
@@ -114,7 +158,7 @@ class Component:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as e:
             top = (e.name or module_name).split(".")[0]
-            raise MissingDependencyError(f"{what}{source} could not import {e.name}: pip install {top}") from e
+            raise MissingDependencyError(f"{what}{source} could not import {e.name}: {install_hint([top])}") from e
         except BaseException as e:  # noqa: BLE001 — the plugin's module, not the host, failed
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -147,7 +191,7 @@ class Component:
         except ModuleNotFoundError as e:
             what, source = self._what()
             top = (e.name or "?").split(".")[0]
-            raise MissingDependencyError(f"{what}{source} could not import {e.name}: pip install {top}") from e
+            raise MissingDependencyError(f"{what}{source} could not import {e.name}: {install_hint([top])}") from e
         except BaseException as e:  # noqa: BLE001 — report the factory's failure in one line
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -159,7 +203,8 @@ class Component:
         """A JSON-serialisable description (for ``invrim plugins list --json``)."""
         return {"name": self.name, "kind": self.kind, "plugin": self.plugin,
                 "distribution": self.distribution, "version": self.version, "status": self.status,
-                "summary": self.summary, "requires": list(self.requires), "missing": list(self.missing),
+                "summary": self.summary, "requires": [list(r) for r in self.requires],
+                "missing": [list(r) for r in self.missing],
                 "factory": self.factory if isinstance(self.factory, str) else
                 f"{getattr(self.factory, '__module__', '?')}:{getattr(self.factory, '__qualname__', '?')}",
                 "qualified_name": self.qualified_name}

@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional
 
 import pluggy
 
-from .component import Component, names_plugin, normalize, one_line
+from .component import Component, install_hint, names_plugin, normalize, one_line
 from .errors import PluginError
 from .spec import KINDS, PROJECT, InvrimSpec
 
@@ -45,7 +45,9 @@ BUILTIN_MODULE = "invrim.plugins.builtin"
 
 @dataclass
 class PluginRecord:
-    """What happened to one plugin: ``builtin``, ``active``, ``disabled``, ``failed`` or ``missing-deps``.
+    """What happened to one plugin: ``builtin``, ``active``, ``partial`` (some of its hooks
+    raised: ``hook_errors``; the components of the others are usable), ``disabled``, ``failed``
+    or ``missing-deps``.
 
     ``name`` is the entry-point name; ``qualified_name`` is ``distribution:name`` when another
     distribution declares the same entry-point name (both are kept, each with a ``warning``),
@@ -61,6 +63,7 @@ class PluginRecord:
     components: list[Component] = field(default_factory=list)
     warning: Optional[str] = None
     qualified_name: str = ""
+    hook_errors: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.qualified_name = self.qualified_name or self.name
@@ -75,7 +78,18 @@ class PluginRecord:
             provides.setdefault(c.kind, []).append(c.name)
         return {"name": self.name, "module": self.module, "distribution": self.distribution,
                 "version": self.version, "status": self.status, "error": self.error, "provides": provides,
-                "qualified_name": self.qualified_name, "warning": self.warning}
+                "qualified_name": self.qualified_name, "warning": self.warning,
+                "hook_errors": dict(self.hook_errors)}
+
+    @property
+    def broken(self) -> bool:
+        """True when loading went wrong (``failed``, ``missing-deps`` or ``partial``)."""
+        return self.status in ("failed", "missing-deps", "partial")
+
+    def could_provide(self, kind: str) -> bool:
+        """Whether components of ``kind`` may be missing because this plugin (or its hook for
+        that kind) failed."""
+        return self.status in ("failed", "missing-deps") or KINDS[kind].hook in self.hook_errors
 
 
 def _flag(name: str) -> bool:
@@ -93,28 +107,41 @@ def _contain(e: BaseException) -> None:
         raise e
 
 
+def _collect_kind(pm: pluggy.PluginManager, others: list, kind, record: PluginRecord,
+                  builtin: bool) -> list[Component]:
+    """Call ``plugin``'s own implementation of one registration hook and validate what it returns."""
+    components: list[Component] = []
+    for result in pm.subset_hook_caller(kind.hook, remove_plugins=others)():
+        if isinstance(result, Component):
+            result = [result]
+        if not isinstance(result, (list, tuple)):
+            raise TypeError(f"hook {kind.hook} returned {type(result).__name__}, expected a list of Component")
+        for item in result:
+            if isinstance(item, dict):
+                item = Component(**item)
+            if not isinstance(item, Component):
+                raise TypeError(f"hook {kind.hook} returned {type(item).__name__}, expected Component")
+            components.append(item.with_provider(kind.name, record.name, record.distribution, record.version,
+                                                 builtin, record.qualified_name))
+    names = [c.name for c in components]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"hook {kind.hook} provides two {kind.plural} named {twice[0]!r}")
+    return components
+
+
 def _collect(pm: pluggy.PluginManager, plugin: Any, record: PluginRecord, builtin: bool) -> list[Component]:
-    """Call ``plugin``'s own implementation of each registration hook and validate what it returns."""
+    """Every kind's components of ``plugin``; a hook that raises (or returns something invalid)
+    is recorded in ``record.hook_errors`` and loses only its own kind's components."""
     others = [p for p in pm.get_plugins() if p is not plugin]
     components: list[Component] = []
     for kind in KINDS.values():
-        for result in pm.subset_hook_caller(kind.hook, remove_plugins=others)():
-            if isinstance(result, Component):
-                result = [result]
-            if not isinstance(result, (list, tuple)):
-                raise TypeError(f"hook {kind.hook} returned {type(result).__name__}, expected a list of Component")
-            for item in result:
-                if isinstance(item, dict):
-                    item = Component(**item)
-                if not isinstance(item, Component):
-                    raise TypeError(f"hook {kind.hook} returned {type(item).__name__}, expected Component")
-                components.append(item.with_provider(kind.name, record.name, record.distribution, record.version,
-                                                     builtin, record.qualified_name))
-    seen: set[tuple[str, str]] = set()
-    for c in components:
-        if (c.kind, c.name) in seen:
-            raise ValueError(f"provides two {KINDS[c.kind].plural} named {c.name!r}")
-        seen.add((c.kind, c.name))
+        try:
+            components += _collect_kind(pm, others, kind, record, builtin)
+        except BaseException as e:  # noqa: BLE001 — the hook's failure, not the host's
+            _contain(e)
+            record.hook_errors[kind.hook] = one_line(e)
+            log.debug("%s: hook %s failed: %s", record.qualified_name, kind.hook, one_line(e))
     return components
 
 
@@ -128,7 +155,7 @@ def _load_one(pm: pluggy.PluginManager, record: PluginRecord, importer: Callable
         own = record.module.split(":")[0].split(".")[0]
         missing = (e.name or "").split(".")[0]
         record.status = "missing-deps" if missing and missing != own else "failed"
-        record.error = (f"needs {missing}: pip install {missing}" if record.status == "missing-deps"
+        record.error = (f"needs {missing}: {install_hint([missing])}" if record.status == "missing-deps"
                         else one_line(e))
         return e
     except BaseException as e:  # noqa: BLE001 — any import error is the plugin's, not the host's
@@ -148,6 +175,15 @@ def _load_one(pm: pluggy.PluginManager, record: PluginRecord, importer: Callable
             pm.unregister(module)
         record.status, record.error, record.components = "failed", f"bad hooks: {one_line(e)}", []
         return e
+    if record.hook_errors:
+        errors = "; ".join(f"{hook}: {error}" for hook, error in record.hook_errors.items())
+        if record.components:
+            record.status = "partial"
+            record.error = f"hook failed ({errors}); its other components are usable"
+        else:
+            record.status, record.error = "failed", f"bad hooks: {errors}"
+            pm.unregister(module)
+        return PluginError(record.error)
     log.debug("%s: %s, %d component(s)", record.qualified_name, record.status, len(record.components))
     return None
 

@@ -5,7 +5,7 @@ import difflib
 import functools
 import importlib
 import threading
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import pluggy
 
@@ -25,10 +25,12 @@ class ComponentRegistry:
     is used.
     """
 
-    def __init__(self, kind: str, components: list[Component]):
+    def __init__(self, kind: str, components: list[Component], failed: Sequence[PluginRecord] = ()):
         self.kind = kind
         self.label = KINDS[kind].label
         self._all = components
+        #: plugins that failed to load (or whose hook for this kind failed): a missing name may be theirs
+        self.failed = list(failed)
         self._by_name: dict[str, list[Component]] = {}
         for c in components:
             self._by_name.setdefault(c.name, []).append(c)
@@ -65,11 +67,15 @@ class ComponentRegistry:
         if plugin:
             chosen = [p for p in providers if p.provided_by(plugin)]
             if not chosen:
+                broken = [r for r in self.failed if r.matches(plugin)]
+                if broken:
+                    raise UnknownComponentError(f"{self.label} {bare!r} is provided by plugin {plugin!r}, which "
+                                                f"failed to load: {self._failure(broken[0])}")
                 hint = (f"; it is provided by {', '.join(p.qualified_name for p in providers)}" if providers
                         else self._suggest(bare))
                 raise UnknownComponentError(f"no {self.label} {bare!r} in plugin {plugin!r}{hint}")
         elif not providers:
-            raise UnknownComponentError(f"unknown {self.label} {bare!r}{self._suggest(bare)}")
+            raise UnknownComponentError(f"unknown {self.label} {bare!r}{self._suggest(bare)}{self._failed_hint()}")
         else:
             chosen = providers
         builtins = [p for p in chosen if p.builtin]
@@ -81,6 +87,19 @@ class ComponentRegistry:
             choices = " or ".join(f"'{p.qualified_name}'" for p in chosen)
             raise AmbiguousComponentError(f"{self.label} {name!r} is provided by {who}; choose one with {choices}")
         return chosen[0]
+
+    def _failure(self, record: PluginRecord) -> str:
+        """``"RuntimeError: boom (invrim-foo 1.0)"``: why ``record`` could not provide this kind."""
+        error = record.hook_errors.get(KINDS[self.kind].hook) or record.error or record.status
+        dist = " ".join(v for v in (record.distribution, record.version) if v)
+        return f"{error}" + (f" ({dist})" if dist else "")
+
+    def _failed_hint(self) -> str:
+        if not self.failed:
+            return ""
+        who = "; ".join(f"{r.qualified_name!r}: {self._failure(r)}" for r in self.failed)
+        which = "plugin" if len(self.failed) == 1 else "plugins"
+        return f"; it may be provided by a {which} that failed to load ({who})"
 
     def _suggest(self, name: str) -> str:
         available = sorted(self._by_name)
@@ -116,7 +135,8 @@ class Registry:
         for record in records:
             for component in record.components:
                 by_kind[component.kind].append(component)
-        self._kinds = {kind: ComponentRegistry(kind, components) for kind, components in by_kind.items()}
+        self._kinds = {kind: ComponentRegistry(kind, components, [r for r in records if r.could_provide(kind)])
+                       for kind, components in by_kind.items()}
         for kind, components in self._kinds.items():
             setattr(self, kind, components)
 

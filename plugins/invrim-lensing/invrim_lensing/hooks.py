@@ -25,6 +25,6 @@ def invrim_generators():
             name="hubble_sources",
             factory="invrim_lensing.data:HubbleSources",
             summary="galaxy sources cropped from scikit-image's bundled Hubble Deep Field",
-            requires=("skimage", "scipy"),
+            requires=[("skimage", "scikit-image"), "scipy"],
         ),
     ]
