@@ -7,8 +7,14 @@ its ``input_file`` attribute. :func:`evaluate` streams the three files side by s
 files larger than memory work, and compares, per sample,
 
 * ``rim`` — the reconstruction ``x_hat``;
-* ``baseline`` — the forward model's pseudo-inverse (or adjoint) of ``y``, i.e.
-  ``problem.approximate_inverse(y, **params)`` with the problem rebuilt from the observation file;
+* ``baseline`` — the forward model's own classical baseline of ``y``
+  (:meth:`ForwardModel.baseline <invrim.physics.ForwardModel.baseline>`, named by its
+  ``baseline_name``: FBP for CT, zero-filled SENSE for MRI …; by default the pseudo-inverse or the
+  adjoint), with the problem rebuilt from the observation file;
+* ``tikhonov`` — for a linear forward model, Tikhonov-regularised least squares by conjugate
+  gradients (:mod:`invrim.baselines`) with the damping the run chose on its training data (stored
+  in the run folder); for a run without one the damping is chosen on the first samples of the
+  evaluated file itself, against their truth — an oracle, which the notes say;
 * ``observation`` — ``y`` itself, only when it is real and has exactly the shape of ``x``
   (denoising, deblurring, inpainting).
 
@@ -33,13 +39,15 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from .baselines import TIKHONOV, choose_tikhonov, has_tikhonov, tikhonov, tikhonov_label
 from .data import HDF5Dataset
 from .data.dataset import validate
 from .data.reconstruction import TRAJECTORY, TRAJECTORY_NMSE, estimate_layout, read_reconstruction, read_rows
 from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError
 from .data.validation import problem_from_attrs
 from .metrics import magnitude, nmse, psnr, ssim, summarize
-from .physics.base import LinearForwardModel
+from .physics.base import ForwardModel, LinearForwardModel
+from .runs import CheckpointError, RunFolder
 
 __all__ = ["evaluate", "format_table", "to_json", "read_sample", "sample_metrics", "baseline_name",
            "spatial_dims", "METRICS", "METHODS"]
@@ -49,7 +57,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: Metric keys, in table order, with their column titles.
 METRICS = {"psnr": "PSNR [dB]", "ssim": "SSIM", "nmse": "NMSE"}
 #: Method keys, in table order.
-METHODS = ("rim", "baseline", "observation")
+METHODS = ("rim", "baseline", TIKHONOV, "observation")
+#: Samples of the evaluated file that a run without a stored Tikhonov damping chooses it on.
+ORACLE_SAMPLES = 32
 #: The SSIM window (skimage's default); SSIM is skipped for images with a shorter spatial axis.
 SSIM_WINDOW = 7
 
@@ -64,8 +74,15 @@ def spatial_dims(x_dims) -> int:
 
 
 def baseline_name(forward_model) -> Optional[str]:
-    """``"pseudo-inverse"``, ``"adjoint"`` (a linear model whose pseudo-inverse is its adjoint), or
-    ``None`` when the forward model offers neither (no baseline)."""
+    """The forward model's own ``baseline_name`` when it names one; else ``"pseudo-inverse"``,
+    ``"adjoint"`` (a linear model whose pseudo-inverse is its adjoint), or ``None`` when the
+    forward model offers no baseline."""
+    own = getattr(forward_model, "baseline_name", None)
+    overridden = getattr(type(forward_model), "baseline", None) is not ForwardModel.baseline
+    if own and (overridden or getattr(type(forward_model), "pseudo_inverse", None) is not None):
+        return str(own)
+    if overridden:
+        return "baseline"
     pinv = getattr(type(forward_model), "pseudo_inverse", None)
     if pinv is None:
         return None
@@ -118,6 +135,8 @@ class Sources:
     observations_path: Optional[Path] = None
     complex_channels: bool = False
     baseline: Optional[str] = None
+    tikhonov: Optional[dict[str, Any]] = None   # the Tikhonov-CG choice, once known
+    tikhonov_from_run: bool = False
     notes: list[str] = field(default_factory=list)
     names: set = field(default_factory=set)
 
@@ -191,6 +210,7 @@ def open_sources(reconstruction: PathLike, truth: Optional[PathLike] = None,
         if src.baseline is None:
             src.notes.append(f"forward model {attrs['forward_model']!r} has no pseudo-inverse or adjoint: "
                              "no baseline")
+        _run_tikhonov(src)
 
     # truth ------------------------------------------------------------------------------------
     if truth is not None:
@@ -231,7 +251,41 @@ def _baseline(src: Sources, batch: dict[str, torch.Tensor]) -> Optional[torch.Te
     y = batch.pop(OBSERVATION)
     batch.pop(TRUTH, None)
     with torch.inference_mode():
-        return src.observations.problem.approximate_inverse(y, **batch)
+        return src.observations.problem.forward_model.baseline(y, **batch)
+
+
+def _run_tikhonov(src: Sources) -> None:
+    """The Tikhonov-CG damping the run chose on its training data, when the run is there."""
+    if src.observations is None or not has_tikhonov(src.observations.problem.forward_model):
+        return
+    run = src.attrs.get("run")
+    if run:
+        try:
+            choice = RunFolder(run).baselines().get(TIKHONOV)
+        except (CheckpointError, OSError):
+            choice = None
+        if choice:
+            src.tikhonov, src.tikhonov_from_run = choice, True
+
+
+def _oracle_tikhonov(src: Sources) -> None:
+    """No damping stored with the run: choose it on the first samples of this file (an oracle)."""
+    n = min(ORACLE_SAMPLES, src.samples)
+    batch = src.observations.read_checked(0, n)
+    y = batch.pop(OBSERVATION)
+    x = src.truth.read_checked(0, n)[TRUTH]
+    src.tikhonov = choose_tikhonov(src.observations.problem.forward_model, [(y, x, batch)],
+                                   source=f"{src.truth_path} (the first {n} evaluated samples: an oracle)")
+    src.notes.append(f"the run stores no Tikhonov-CG damping (trained before invrim recorded one, or not with "
+                     f"'invrim train'): λ was chosen on the truth of the first {n} evaluated samples, which "
+                     "favours that baseline")
+
+
+def _tikhonov(src: Sources, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    batch = dict(batch)
+    y = batch.pop(OBSERVATION)
+    batch.pop(TRUTH, None)
+    return tikhonov(src.observations.problem.forward_model, y, src.tikhonov, **batch)
 
 
 def observation_comparable(y: torch.Tensor, x_shape) -> bool:
@@ -264,10 +318,13 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
     dict
         ``{"file", "observations", "truth", "samples", "forward_model", "magnitude", "methods",
         "labels", "metrics", "per_sample": {method: {metric: [float, …]}}, "summary": {method:
-        {metric: summarize(...)}}, "notes"}``. ``methods`` lists the methods present (``rim``,
-        ``baseline`` unless the forward model has no pseudo-inverse, ``observation`` when ``y`` is
-        real and has ``x``'s shape); ``labels`` names them (``baseline`` as ``"pseudo-inverse"`` or
-        ``"adjoint"``); ``magnitude`` says whether the metrics were taken on magnitude images.
+        {metric: summarize(...)}}, "notes", "tikhonov"}``. ``methods`` lists the methods present
+        (``rim``; ``baseline`` unless the forward model offers none; ``tikhonov`` for a linear
+        forward model; ``observation`` when ``y`` is real and has ``x``'s shape); ``labels`` names
+        them (``baseline`` by the forward model's ``baseline_name``, ``"pseudo-inverse"`` or
+        ``"adjoint"``); ``tikhonov`` is the damping record used (:func:`invrim.baselines.choose_tikhonov`,
+        with ``from_run``: whether the run chose it on its training data); ``magnitude`` says
+        whether the metrics were taken on magnitude images.
 
     Raises
     ------
@@ -281,7 +338,10 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
     src = open_sources(reconstruction, truth=truth, observations=observations)
     try:
         n = src.samples
-        methods = ["rim"] + (["baseline"] if src.baseline else [])
+        linear = has_tikhonov(src.observations.problem.forward_model)
+        if linear and src.tikhonov is None:
+            _oracle_tikhonov(src)
+        methods = ["rim"] + (["baseline"] if src.baseline else []) + ([TIKHONOV] if linear else [])
         values: dict[str, dict[str, list]] = {}
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
@@ -291,6 +351,8 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
             estimates = {"rim": x_hat}
             if src.baseline:
                 estimates["baseline"] = _baseline(src, batch)
+            if linear:
+                estimates[TIKHONOV] = _tikhonov(src, batch)
             if lo == 0 and observation_comparable(batch[OBSERVATION], src.x_shape):
                 methods.append("observation")
             if "observation" in methods:
@@ -305,7 +367,8 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
                     values.setdefault(method, {}).setdefault(metric, []).extend(float(a) for a in v)
     finally:
         src.close()
-    labels = {"rim": "RIM", "baseline": src.baseline or "baseline", "observation": "observation"}
+    labels = {"rim": "RIM", "baseline": src.baseline or "baseline", TIKHONOV: tikhonov_label(src.tikhonov),
+              "observation": "observation"}
     metrics = [k for k in METRICS if k in values["rim"]]
     summary = {method: {metric: summarize(torch.tensor(values[method][metric], dtype=torch.float64))
                         for metric in metrics} for method in methods}
@@ -314,6 +377,7 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
         "samples": n, "forward_model": src.attrs.get("forward_model"), "magnitude": src.complex_channels,
         "methods": methods, "labels": {m: labels[m] for m in methods}, "metrics": metrics,
         "per_sample": {m: values[m] for m in methods}, "summary": summary, "notes": list(src.notes),
+        "tikhonov": ({**src.tikhonov, "from_run": src.tikhonov_from_run} if src.tikhonov else None),
     }
 
 
@@ -338,7 +402,8 @@ def _cell(metric: str, s: dict[str, float]) -> str:
 
 def _row_label(result: dict[str, Any], method: str) -> str:
     label = result["labels"][method]
-    return {"rim": "RIM", "baseline": f"{label} (baseline)", "observation": "observation y"}[method]
+    return {"rim": "RIM", "baseline": f"{label} (baseline)", TIKHONOV: f"{label} (generic baseline)",
+            "observation": "observation y"}[method]
 
 
 def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
@@ -366,7 +431,8 @@ def format_table(result: dict[str, Any], per_sample: bool = False) -> str:
         lines.append(f"(no SSIM: x has no spatial axes of at least {SSIM_WINDOW} samples)")
     if per_sample and "per_sample" in result:
         lines.append("")
-        short = {"rim": "RIM", "baseline": result["labels"].get("baseline", "baseline"), "observation": "y"}
+        short = {"rim": "RIM", "baseline": result["labels"].get("baseline", "baseline"), TIKHONOV: "Tikhonov",
+                 "observation": "y"}
         header = ["sample", *[f"{short[meth]} {METRICS[m].split()[0]}" for meth in result["methods"] for m in metrics]]
         rows = []
         for i in range(result["samples"]):
@@ -418,7 +484,7 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
     sample axis: ``x_hat``, ``baseline`` (or None), ``y``, ``truth`` (or None), ``trajectory``
     ``(step, *x_dims)`` and ``trajectory_nmse`` ``(step,)`` when stored, ``params``; and
     ``x_dims``, ``y_dims``, ``complex_channels``, ``baseline_name``, ``attrs``, ``samples``,
-    ``index``, ``notes``. A missing ground truth is allowed (``truth`` is None); negative indices
+    ``index``, ``notes``, ``forward_model`` (the rebuilt instance, for its ``plot_observation``). A missing ground truth is allowed (``truth`` is None); negative indices
     count from the end. Raises a one-line :class:`DataError` for an index out of range.
     """
     src = open_sources(reconstruction, truth=truth, observations=observations, require_truth=False)
@@ -427,7 +493,8 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
         i = sample_index(index, n, src.path)
         out: dict[str, Any] = {"index": i, "samples": n, "x_dims": src.x_dims, "attrs": src.attrs,
                                "complex_channels": src.complex_channels, "baseline_name": src.baseline,
-                               "notes": list(src.notes), "path": src.path}
+                               "notes": list(src.notes), "path": src.path,
+                               "forward_model": src.problem.forward_model}
         rows = read_rows(src.path, i, i + 1, (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE))
         out["x_hat"] = rows[ESTIMATE][0]
         for name in (TRAJECTORY, TRAJECTORY_NMSE):

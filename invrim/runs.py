@@ -5,6 +5,7 @@ A folder written by :func:`invrim.training.fit` (``invrim train``) holds::
     model.json                      RIM + backbone configuration, invrim version
     training.json                   the training options and the seed the run started with
     data.json                       the data file the run was trained on (``invrim train`` only)
+    baselines.json                  classical baselines tuned on the training data (Tikhonov-CG's λ)
     checkpoints.json                index of the weight files: the commit point of every save
     weights_epoch0007.safetensors   weights for inference (the EMA weights when EMA is on)
     state_epoch0007.safetensors     resume state: raw weights, EMA weights, optimizer tensors
@@ -42,8 +43,9 @@ INDEX_FILE = "checkpoints.json"
 TRAINING_FILE = "training.json"
 DATA_FILE = "data.json"
 METRICS_FILE = "metrics.jsonl"
+BASELINES_FILE = "baselines.json"
 #: The files a run folder may hold before its first checkpoint (a run killed while starting).
-_STARTING_FILES = {MODEL_FILE, TRAINING_FILE, DATA_FILE, METRICS_FILE}
+_STARTING_FILES = {MODEL_FILE, TRAINING_FILE, DATA_FILE, METRICS_FILE, BASELINES_FILE}
 
 PathLike = Union[str, "os.PathLike[str]"]
 Weights = Union[str, int]
@@ -300,6 +302,17 @@ class RunFolder:
         """``data.json``: what the run was trained on (``{}`` for runs trained from Python)."""
         path = self.path / DATA_FILE
         return read_json(path) if path.is_file() else {}
+
+    def baselines(self) -> dict[str, Any]:
+        """``baselines.json``: ``{method: settings}`` of the classical baselines chosen on the
+        training data (see :mod:`invrim.baselines`); ``{}`` when the run has none."""
+        path = self.path / BASELINES_FILE
+        return read_json(path) if path.is_file() else {}
+
+    def write_baselines(self, record: dict[str, Any]) -> None:
+        """Write ``baselines.json``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json(self.path / BASELINES_FILE, record)
 
     def metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records of ``metrics.jsonl`` (a torn last line is skipped)."""

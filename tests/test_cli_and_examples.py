@@ -34,6 +34,15 @@ def test_console_script_and_module_entry_point():
 
 QUICKSTART = "examples/deblur_quickstart.py"
 EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("examples/*.py"), *ROOT.glob("plugins/*/examples/*.py")])
+#: Examples that a test of their own already runs in --fast mode (and checks more than this file
+#: would): running them twice only cost CI time.
+DEDICATED = {
+    QUICKSTART: "test_quickstart_beats_its_baselines_in_fast_mode, below",
+    "examples/own_forward_model.py": "tests/test_own_forward_model.py::test_example_beats_tikhonov_and_upsampling",
+    "plugins/invrim-mri/examples/mri_example.py": "plugins/invrim-mri/tests/test_example.py",
+    "plugins/invrim-lensing/examples/lensing_example.py":
+        "plugins/invrim-lensing/tests/test_conformance.py::test_example_runs_in_fast_mode",
+}
 
 
 def _run_fast(script, tmp_path):
@@ -46,9 +55,17 @@ def _run_fast(script, tmp_path):
     return out
 
 
-@pytest.mark.parametrize("script", [s for s in EXAMPLES if s != QUICKSTART])
+@pytest.mark.parametrize("script", [s for s in EXAMPLES if s not in DEDICATED])
 def test_example_runs_in_fast_mode(script, tmp_path):
     _run_fast(script, tmp_path)
+
+
+def test_every_example_is_run_by_some_test():
+    for script, where in DEDICATED.items():
+        assert script in EXAMPLES, f"{script} is listed as tested by {where} but does not exist"
+        path = ROOT / where.split("::")[0]
+        if path.suffix == ".py":
+            assert Path(script).name in path.read_text(), f"{where} does not run {script}"
 
 
 def test_quickstart_beats_its_baselines_in_fast_mode(tmp_path):

@@ -86,8 +86,10 @@ def _one_line_error(capsys, argv, *fragments) -> str:
 def test_evaluate_blur_matches_skimage(blur):
     result = evaluate(blur["recon"], batch_size=3)            # batches that do not divide 10
     assert result["samples"] == 10 and result["magnitude"] is False
-    assert result["methods"] == ["rim", "baseline", "observation"]
+    assert result["methods"] == ["rim", "baseline", "tikhonov", "observation"]
     assert result["labels"]["baseline"] == "adjoint"            # blur: pseudo-inverse = adjoint
+    assert result["tikhonov"]["from_run"] is True               # λ chosen by 'invrim train' on train.h5
+    assert result["labels"]["tikhonov"].startswith("Tikhonov-CG (λ=")
     x_hat, x, y = _arrays(blur["recon"], blur["test"])
     for i in (0, 7):
         for method, est in (("rim", x_hat[i, 0]), ("observation", y[i, 0].astype(np.float64))):
@@ -101,6 +103,41 @@ def test_evaluate_blur_matches_skimage(blur):
             s = result["summary"][method][metric]
             assert s["mean"] == pytest.approx(values.mean()) and s["median"] == pytest.approx(np.median(values))
             assert s["std"] == pytest.approx(values.std()) and s["n"] == 10
+
+
+def test_tikhonov_baseline_uses_the_runs_damping_and_beats_the_adjoint(blur):
+    from invrim.baselines import tikhonov
+    from invrim.data import problem_from_file
+    from invrim.runs import RunFolder
+    choice = RunFolder(blur["run"]).baselines()["tikhonov"]
+    assert "train.h5" in choice["source"] and choice["samples"] == 16
+    grid = {row["relative"]: row["mse"] for row in choice["grid"]}
+    assert min(grid.values()) == grid[choice["relative_damping"]]      # the best of its grid
+    problem = problem_from_file(blur["test"])
+    with h5py.File(blur["test"], "r") as f:
+        y, psf = torch.from_numpy(f["y"][:]), torch.from_numpy(f["psf"][:])
+        x = f["x"][:].astype(np.float64)
+    by_hand = tikhonov(problem.forward_model, y, choice, psf=psf).numpy().astype(np.float64)
+    result = evaluate(blur["recon"])
+    for i in (0, 5):
+        for metric, value in _reference(by_hand[i, 0], x[i, 0]).items():
+            assert result["per_sample"]["tikhonov"][metric][i] == pytest.approx(value, rel=1e-4)
+    # regularised least squares is the stronger baseline: on these blurred, noisy ellipses it beats
+    # the adjoint and the observation on average
+    mean = {m: result["summary"][m]["psnr"]["mean"] for m in result["methods"]}
+    assert mean["tikhonov"] > mean["baseline"] and mean["tikhonov"] > mean["observation"]
+
+
+def test_a_run_without_a_stored_damping_gets_an_oracle_and_says_so(blur, tmp_path):
+    import shutil
+    run = tmp_path / "old_run"
+    shutil.copytree(blur["run"], run)
+    (run / "baselines.json").unlink()                      # a run trained before invrim stored one
+    recon = tmp_path / "recon.h5"
+    assert main(["reconstruct", str(run), str(blur["test"]), "-o", str(recon), "--quiet"]) == 0
+    result = evaluate(recon)
+    assert result["tikhonov"]["from_run"] is False and "an oracle" in result["tikhonov"]["source"]
+    assert any("favours that baseline" in note for note in result["notes"])
 
 
 def test_baseline_is_the_problems_approximate_inverse(blur):
@@ -129,8 +166,8 @@ def test_baseline_is_the_problems_approximate_inverse(blur):
 def test_evaluate_mri_uses_magnitude_and_has_no_observation_row(mri):
     result = evaluate(mri["recon"])
     assert result["magnitude"] is True
-    assert result["methods"] == ["rim", "baseline"]             # y is complex k-space: not comparable
-    assert result["labels"]["baseline"] == "pseudo-inverse"     # zero-filled reconstruction
+    assert result["methods"] == ["rim", "baseline", "tikhonov"]  # y is complex k-space: not comparable
+    assert result["labels"]["baseline"] == "zero-filled"         # the plugin names its baseline
     x_hat, x, _ = _arrays(mri["recon"], mri["test"])
     mag_hat, mag = np.hypot(x_hat[:, 0], x_hat[:, 1]), np.hypot(x[:, 0], x[:, 1])
     for i in range(4):
@@ -145,7 +182,8 @@ def test_evaluate_mri_uses_magnitude_and_has_no_observation_row(mri):
 def test_cli_evaluate_table_and_json(blur, capsys):
     assert main(["evaluate", str(blur["recon"])]) == 0
     out = capsys.readouterr().out
-    for text in ("RIM", "adjoint (baseline)", "observation y", "PSNR [dB]", "SSIM", "NMSE", "±"):
+    for text in ("RIM", "adjoint (baseline)", "Tikhonov-CG (λ=", "(generic baseline)", "observation y",
+                 "PSNR [dB]", "SSIM", "NMSE", "±"):
         assert text in out
     assert main(["evaluate", str(blur["recon"]), "--per-sample"]) == 0
     out = capsys.readouterr().out
@@ -153,7 +191,8 @@ def test_cli_evaluate_table_and_json(blur, capsys):
     assert main(["evaluate", str(blur["recon"]), "--json", "--per-sample"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["samples"] == 10 and len(data["per_sample"]["rim"]["psnr"]) == 10
-    assert set(data["summary"]) == {"rim", "baseline", "observation"}
+    assert set(data["summary"]) == {"rim", "baseline", "tikhonov", "observation"}
+    assert data["tikhonov"]["from_run"] is True and data["tikhonov"]["damping"] > 0
     assert data["summary"]["rim"]["ssim"]["n"] == 10
     assert main(["evaluate", str(blur["recon"]), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -263,7 +302,10 @@ def test_figure_panels_and_titles(blur, mri):
     plt.close(fig)
     fig = plot_reconstruction(mri["recon"], 0)
     text = " | ".join(ax.get_title() for ax in fig.get_axes())
-    assert "k-space, log₁₀" in text and "Pseudo-inverse (baseline)" in text
+    # the MRI plugin draws its own observation panel (plot_observation) and names its baseline
+    assert "k-space |y| (log₁₀)" in text and "columns sampled" in text and "Zero-filled (baseline)" in text
+    panel = next(ax for ax in fig.get_axes() if ax.get_title().startswith("k-space |y|"))
+    assert panel.images and np.isfinite(panel.images[0].get_array()).all()
     assert "x shown as magnitude" in fig.subfigs[0]._suptitle.get_text()
     plt.close(fig)
     fig = plot_training(blur["run"])

@@ -204,3 +204,85 @@ def test_the_sample_parameters_check_can_fail():
         testing.check_sample_parameters(undeclared, x)
     with pytest.raises(AssertionError, match="reproducible"):
         testing.check_sample_parameters(Unseeded(psf_sigma=[0.5, 1.0]), x)
+
+
+# ---- linear algebra on the operators: CG, power iteration, composition, Tikhonov ----------------
+def _dense(model, shape, **params):
+    """The matrix of a linear model for one sample of x shape ``shape`` (columns: A e_i)."""
+    n = int(np.prod(shape))
+    eye = torch.eye(n, dtype=torch.float64).view(n, *shape)
+    batched = {k: v.expand(n, *v.shape[1:]) for k, v in params.items()}
+    return model(eye, **batched).reshape(n, -1).T.numpy()
+
+
+@pytest.mark.parametrize("name", ["blur", "inpainting", "super_resolution", "composed"])
+def test_least_squares_matches_a_dense_solve(name):
+    g = torch.Generator().manual_seed(3)
+    shape = (1, 8, 8)
+    params = {}
+    if name == "blur":
+        model = Blur(psf_sigma=1.0, psf_size=5)
+    elif name == "inpainting":
+        model = Inpainting(fraction=0.4)
+        params = {"mask": (torch.rand(1, *shape, generator=g) > 0.4).double()}
+    elif name == "super_resolution":
+        model = SuperResolution(factor=2)
+    else:
+        model = SuperResolution(factor=2) @ Blur(psf_sigma=1.0, psf_size=5)
+    x = torch.randn(1, *shape, generator=g, dtype=torch.float64)
+    y = model(x, **params) + 0.05 * torch.randn(model(x, **params).shape, generator=g, dtype=torch.float64)
+    A = _dense(model, shape, **params)
+    for lam, mean in ((0.03, 0.0), (0.3, 0.5)):
+        got = model.least_squares(y, damping=lam, prior_mean=mean, iterations=500, tol=1e-12, **params)
+        ref = np.linalg.solve(A.T @ A + lam * np.eye(A.shape[1]), A.T @ y.flatten().numpy() + lam * mean)
+        np.testing.assert_allclose(got.flatten().numpy(), ref, atol=1e-8)
+    # λ = 0 from a zero start: the minimum-norm least-squares solution (numpy's lstsq)
+    got = model.least_squares(y, damping=0.0, iterations=500, tol=1e-13, **params)
+    ref = np.linalg.lstsq(A, y.flatten().numpy(), rcond=1e-10)[0]
+    np.testing.assert_allclose(got.flatten().numpy(), ref, atol=1e-6)
+    norm = model.norm(x, iterations=1000, tol=1e-12, **params)
+    assert float(norm[0]) == pytest.approx(np.linalg.norm(A, 2), rel=1e-6)
+
+
+def test_least_squares_is_per_sample_and_checks_damping():
+    model = Blur(psf_sigma=1.0, psf_size=5)
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = model(x)
+    lam = torch.tensor([0.01, 0.1, 1.0], dtype=torch.float64)
+    together = model.least_squares(y, damping=lam, iterations=300, tol=1e-12)
+    for i in range(3):
+        alone = model.least_squares(y[i:i + 1], damping=float(lam[i]), iterations=300, tol=1e-12)
+        torch.testing.assert_close(together[i:i + 1], alone, rtol=0, atol=1e-7)   # to the solver's accuracy
+    with pytest.raises(ValueError, match="damping must be finite and non-negative"):
+        model.least_squares(y, damping=-1.0)
+
+
+def test_composition_is_an_exact_linear_model():
+    outer, inner = SuperResolution(factor=2), Blur(psf_sigma=1.2)
+    composed = outer @ inner
+    assert composed.name == "super_resolution@blur" and composed.linear
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(composed(x), outer(inner(x)))
+    assert testing.check_adjoint(composed, x)                  # the dot-product test, float64
+    assert testing.check_batch_consistency(composed, x)
+    with pytest.raises(TypeError):
+        outer @ "blur"
+
+
+def test_choose_tikhonov_finds_the_best_damping_of_its_grid():
+    from invrim.baselines import choose_tikhonov, tikhonov
+    g = torch.Generator().manual_seed(0)
+    model = Blur(psf_sigma=1.5, boundary="periodic")
+    x = torch.rand(16, 1, 16, 16, generator=g, dtype=torch.float64)
+    y = model(x) + 0.05 * torch.randn(x.shape, generator=g, dtype=torch.float64)
+    choice = choose_tikhonov(model, [(y, x, {})], source="test")
+    assert choice["prior_mean"] == pytest.approx(float(x.mean()))
+    errors = [row["mse"] for row in choice["grid"]]
+    assert choice["damping"] == choice["grid"][int(np.argmin(errors))]["damping"]
+    assert 0 < np.argmin(errors) < len(errors) - 1             # an interior optimum: the grid is wide enough
+    best = float(((tikhonov(model, y, choice) - x) ** 2).mean())
+    assert best == pytest.approx(min(errors), rel=1e-6)
+    assert best < float(((model.adjoint(y) - x) ** 2).mean()) and best < float(((y - x) ** 2).mean())
+    with pytest.raises(ValueError, match="not linear"):
+        from invrim.physics import ForwardModel
+        choose_tikhonov(ForwardModel(), [(y, x, {})])

@@ -28,6 +28,11 @@ _COLOURS = {"truth": "black", "rim": "C3", "baseline": "C0", "observation": "0.6
 # ----------------------------------------------------------------------------------------------
 # turning tensors into something drawable
 # ----------------------------------------------------------------------------------------------
+def _upper_first(text: str) -> str:
+    """``"zero-filled SENSE"`` -> ``"Zero-filled SENSE"`` (``str.capitalize`` lowers the rest)."""
+    return text[:1].upper() + text[1:]
+
+
 def _np(t) -> np.ndarray:
     if isinstance(t, torch.Tensor):
         t = t.detach().cpu()
@@ -196,6 +201,17 @@ def _draw_observation(fig, ax, sample, x_how: str = "") -> None:
     if y is None:
         _note(ax, "the observation file is not available", "Observation y")
         return
+    draw = getattr(sample.get("forward_model"), "plot_observation", None)
+    if callable(draw):                         # the plugin speaks for its domain
+        try:
+            draw(ax, y, **(sample.get("params") or {}))
+            return
+        except Exception as e:  # noqa: BLE001 — a plugin's drawing bug must not cost the figure
+            import warnings
+            ax.clear()
+            warnings.warn(f"forward model {getattr(sample['forward_model'], 'name', '?')!r}: plot_observation "
+                          f"failed ({type(e).__name__}: {e}); the observation is drawn the default way",
+                          UserWarning, stacklevel=2)
     a, dims, how, is_log = _y_view(y, sample.get("y_dims") or ())
     metrics = sample["metrics"].get("observation")
     name = "Observation y"

@@ -11,7 +11,7 @@ import torch
 from ..data import HDF5Dataset, validate
 from ..data.schema import OBSERVATION, TRUTH
 from ..evaluation import baseline_name, sample_index
-from ._common import (_COLOURS, IMAGE_CMAP, PathLike, _check_output, _draw_observation, _image, _kind, _limits,
+from ._common import (_upper_first, _COLOURS, IMAGE_CMAP, PathLike, _check_output, _draw_observation, _image, _kind, _limits,
                       _metric_text, _sample_metric_values, _title, _x_view, save_figure)
 
 __all__ = ["plot_data_sample"]
@@ -55,14 +55,15 @@ def plot_data_sample(data: PathLike, index: int = 0, *, output: Optional[PathLik
     baseline = None
     if base_name is not None:
         with torch.inference_mode():
-            baseline = problem.approximate_inverse(y, **batch)[0]
+            baseline = problem.forward_model.baseline(y, **batch)[0]
     cc = bool(getattr(problem.forward_model, "x_complex_channels", False))
     sample = {"y": y[0], "y_dims": y_dims, "truth": None if truth is None else truth[0],
-              "baseline": baseline, "x_hat": None, "x_dims": x_dims, "complex_channels": cc}
+              "baseline": baseline, "x_hat": None, "x_dims": x_dims, "complex_channels": cc,
+              "forward_model": problem.forward_model, "params": {k: v[0] for k, v in batch.items()}}
     sample["metrics"] = _sample_metric_values(sample)
     views = {k: _x_view(sample[k], x_dims, cc) for k in ("baseline", "truth") if sample[k] is not None}
     how = next(iter(views.values()))[2] if views else ""
-    base_title = f"{(base_name or 'baseline').capitalize()} (baseline)"
+    base_title = f"{_upper_first(base_name or 'baseline')} (baseline)"
     names = {"baseline": base_title, "truth": "Truth x"}
     kinds = {_kind(v[0]) for v in views.values()}
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..data.reconstruction import TRAJECTORY, TRAJECTORY_NMSE
 from ..evaluation import prepare_images, read_sample, sample_metrics
 from ..metrics import nmse
-from ._common import (_COLOURS, IMAGE_CMAP, RESIDUAL_CMAP, PathLike, _check_output, _draw_observation, _image,
+from ._common import (_upper_first, _COLOURS, IMAGE_CMAP, RESIDUAL_CMAP, PathLike, _check_output, _draw_observation, _image,
                       _kind, _limits, _log_axis, _metric_text, _note, _np, _sample_metric_values, _title,
                       _x_view, save_figure)
 
@@ -195,7 +195,7 @@ def plot_sample(sample: dict[str, Any]):
              if sample.get(key) is not None}
     img, _, how = views["x_hat"]
     kind = _kind(img)
-    base_name = (sample.get("baseline_name") or "baseline").capitalize()
+    base_name = _upper_first(sample.get("baseline_name") or "baseline")
     if kind == "image":
         ncols = 4 if ("truth" in views or "baseline" in views) else 3
         rows = 2 if "truth" in views else 1

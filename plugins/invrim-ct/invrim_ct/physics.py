@@ -144,6 +144,7 @@ class ParallelBeamCT(LinearForwardModel):
     x_dims = ("channel", "height", "width")
     y_dims = ("channel", "detector", "angle")
     y_is_complex = False
+    baseline_name = "FBP"
 
     def __init__(self, image_size: int = 64, angles: Optional[Sequence[float]] = None,
                  n_angles: Optional[int] = None, filter: str = "ramp"):
@@ -251,6 +252,19 @@ class ParallelBeamCT(LinearForwardModel):
         self._no_angles(params)
         self._check(y, (self.n_detectors, self.n_angles), "y")
         return self._project(y, transpose=True)
+
+    def plot_observation(self, ax, y: Tensor, **params: Any) -> None:
+        """The observation panel of ``invrim show``: the sinogram (detector against angle in
+        degrees; the first channel)."""
+        a = y.detach().cpu().to(torch.float64)
+        a = a[0] if a.dim() == 3 else a
+        step = (self.angles[-1] - self.angles[0]) / max(len(self.angles) - 1, 1) if len(self.angles) > 1 else 1.0
+        extent = (self.angles[0] - step / 2, self.angles[-1] + step / 2, a.shape[0] - 0.5, -0.5)
+        ax.imshow(a.numpy(), cmap="gray", aspect="auto", extent=extent, interpolation="nearest")
+        ax.set_title(f"Sinogram y ({len(self.angles)} angles)", fontsize=10)
+        ax.set_xlabel("angle [°]", fontsize=8)
+        ax.set_ylabel("detector", fontsize=8)
+        ax.tick_params(labelsize=7)
 
     # ---- filtered back-projection -------------------------------------------------------------
     def filter_sinogram(self, y: Tensor) -> Tensor:

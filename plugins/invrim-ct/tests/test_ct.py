@@ -199,3 +199,50 @@ def test_rim_trains_and_predicts_with_the_fbp_start():
     history = rim.fit([{"y": y[i], "x": x[i]} for i in range(4)], epochs=1, batch_size=2, progress=False)
     assert np.isfinite(history[-1])
     assert rim.predict(y).shape == x.shape
+
+
+# ---- the plugin speaks for its domain: FBP as the named baseline, a sinogram panel -------------
+def test_fbp_is_the_named_baseline_and_tikhonov_cg_beats_it_at_16_views():
+    from invrim.baselines import choose_tikhonov, tikhonov
+    from invrim.evaluation import baseline_name
+    N = 32
+    op = ParallelBeamCT(image_size=N, n_angles=16)
+    assert baseline_name(op) == "FBP"
+    g = torch.Generator().manual_seed(0)
+    truth = torch.from_numpy(phantom(N)).float()[None, None]
+    x = torch.cat([truth, truth.flip(-1), truth.transpose(-1, -2), truth.flip(-2)])
+    y = op(x) + 0.5 * torch.randn(op(x).shape, generator=g)
+    fbp = op.baseline(y)
+    torch.testing.assert_close(fbp, op.pseudo_inverse(y))
+    choice = choose_tikhonov(op, [(y, x, {})])
+    mse = lambda e: float(((e - x) ** 2).mean())   # noqa: E731
+    assert mse(tikhonov(op, y, choice)) < mse(fbp)   # sparse views: regularised least squares wins
+
+
+def test_plot_observation_draws_the_sinogram_against_angle():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    op = ParallelBeamCT(image_size=16, n_angles=10)
+    y = op(torch.rand(1, 1, 16, 16))[0]
+    fig, ax = plt.subplots()
+    op.plot_observation(ax, y)
+    assert ax.images and ax.images[0].get_array().shape == (16, 10)
+    assert ax.get_xlabel() == "angle [°]" and "10 angles" in ax.get_title()
+    plt.close(fig)
+
+
+def test_cli_evaluate_reports_fbp_and_tikhonov(tmp_path, capsys):
+    from invrim.cli import main
+    physics = ["--forward-model", "ct_parallel", "-f", "image_size=24", "-f", "n_angles=12", "--generator",
+               "ellipses", "-g", "shape=[24,24]", "-l", "sigma=0.2", "--quiet"]
+    assert main(["simulate", *physics, "--samples", "8", "--seed", "0", "-o", str(tmp_path / "train.h5")]) == 0
+    assert main(["simulate", *physics, "--samples", "4", "--seed", "1", "-o", str(tmp_path / "test.h5")]) == 0
+    assert main(["train", str(tmp_path / "train.h5"), "-o", str(tmp_path / "run"), "-b", "nf=4", "-b",
+                 "hidden_units=8", "--T", "2", "--epochs", "1", "--quiet"]) == 0
+    assert main(["reconstruct", str(tmp_path / "run"), str(tmp_path / "test.h5"), "-o", str(tmp_path / "r.h5"),
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "r.h5")]) == 0
+    out = capsys.readouterr().out
+    assert "FBP (baseline)" in out and "Tikhonov-CG (λ=" in out, out

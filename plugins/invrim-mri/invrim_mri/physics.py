@@ -48,6 +48,27 @@ class _Sampling:
             raise ValueError(f"mask_type must be one of {MASK_TYPES}, got {mask_type!r}")
         self.acceleration, self.center_fraction, self.mask_type = acceleration, center_fraction, mask_type
 
+    def plot_observation(self, ax, y: Tensor, mask: Optional[Tensor] = None, **params: Any) -> None:
+        """The observation panel of ``invrim show``: log₁₀ of the k-space magnitude (root sum of
+        squares over the coils), centred, with the fraction of sampled columns in the title."""
+        import numpy as np
+        k = _as_complex(y.detach().cpu())
+        mag = (k.abs() if k.dim() == 2 else k.abs().pow(2).sum(0).sqrt()).to(torch.float64).numpy()
+        measured = mag[mag > 0]
+        floor = np.percentile(measured, 1) if measured.size else 1.0
+        img = np.log10(np.maximum(mag, floor))
+        ax.imshow(img, cmap="magma", vmin=float(img.min()), vmax=float(img.max()), interpolation="nearest")
+        coils = "" if k.dim() == 2 else f", RSS of {k.shape[0]} coils"
+        rate = ""
+        if mask is not None:
+            m = mask.detach().cpu()
+            cols = (m != 0) if m.dim() == 1 else (m != 0).any(0)
+            rate = f"\n{int(cols.sum())}/{cols.numel()} columns sampled"
+        ax.set_title(f"k-space |y| (log₁₀{coils}){rate}", fontsize=10)
+        ax.set_xlabel("kx", fontsize=8)
+        ax.set_ylabel("ky", fontsize=8)
+        ax.tick_params(labelsize=7)
+
     def _sampling_config(self) -> dict[str, Any]:
         return {"acceleration": self.acceleration, "center_fraction": self.center_fraction,
                 "mask_type": self.mask_type}
@@ -119,6 +140,7 @@ class SingleCoilMRI(_Sampling, LinearForwardModel):
     """
 
     name = "mri_singlecoil"
+    baseline_name = "zero-filled"
     x_dims = ("channel", "height", "width")
     y_dims = ("ky", "kx")
     y_is_complex = True
@@ -182,6 +204,7 @@ class MultiCoilMRI(_Sampling, LinearForwardModel):
     """
 
     name = "mri_multicoil"
+    baseline_name = "zero-filled SENSE"
     x_dims = ("channel", "height", "width")
     y_dims = ("coil", "ky", "kx")
     y_is_complex = True

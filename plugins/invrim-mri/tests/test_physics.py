@@ -189,3 +189,25 @@ def test_bad_inputs_raise_value_error_naming_the_argument():
     for fn, word in cases:
         with pytest.raises(ValueError, match=word):
             fn()
+
+
+# ---- the plugin speaks for its domain: its baseline's name and a k-space panel -----------------
+def test_named_baselines_and_the_k_space_panel():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from invrim.evaluation import baseline_name
+    from invrim_mri.physics import MultiCoilMRI, SingleCoilMRI
+    assert baseline_name(SingleCoilMRI()) == "zero-filled"
+    assert baseline_name(MultiCoilMRI()) == "zero-filled SENSE"
+    op, x, params = MultiCoilMRI.example()
+    y = op(x, **params)
+    torch.testing.assert_close(op.baseline(y, **params), op.pseudo_inverse(y, **params))
+    fig, ax = plt.subplots()
+    op.plot_observation(ax, y[0], **{k: v[0] for k, v in params.items()})
+    image = ax.images[0].get_array()
+    assert image.shape == tuple(y.shape[-2:]) and np.isfinite(image).all()
+    sampled = int((params["mask"][0] != 0).sum())
+    assert f"{sampled}/{y.shape[-1]} columns sampled" in ax.get_title() and "RSS of 3 coils" in ax.get_title()
+    plt.close(fig)
