@@ -227,23 +227,12 @@ def _problem(name: str, quick: bool):
 def _tikhonov(A: Callable, At: Callable, y, x_true, sigma: float, iterations: int = 100, magnitude: bool = False):
     """argmin |y − A x|²/σ² + λ|x|² by conjugate gradients, λ picked on the test truth itself from a
     log grid (an oracle choice: the baseline at its very best)."""
-    import torch
+    from invrim.physics import conjugate_gradient
 
     b = At(y)
     best, best_err = None, math.inf
     for lam in [10.0 ** e for e in range(-2, 5)]:
-        normal = lambda v: At(A(v)) + lam * sigma ** 2 * v
-        x = torch.zeros_like(b)
-        r = b.clone()
-        p = r.clone()
-        rr = (r * r).flatten(1).sum(1)
-        for _ in range(iterations):
-            Ap = normal(p)
-            alpha = (rr / (p * Ap).flatten(1).sum(1).clamp_min(1e-30)).view(-1, *[1] * (b.dim() - 1))
-            x, r = x + alpha * p, r - alpha * Ap
-            rr_new = (r * r).flatten(1).sum(1)
-            p = r + (rr_new / rr.clamp_min(1e-30)).view(-1, *[1] * (b.dim() - 1)) * p
-            rr = rr_new
+        x = conjugate_gradient(lambda v: At(A(v)) + lam * sigma ** 2 * v, b, iterations=iterations, tol=1e-7)
         err = float(_mse(x, x_true, magnitude).mean())
         if err < best_err:
             best, best_err = x, err

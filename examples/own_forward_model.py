@@ -115,27 +115,8 @@ def to_file(path: Path, x: np.ndarray, y: np.ndarray, problem: Problem) -> None:
 def tikhonov(problem: Problem, y: torch.Tensor, sigma: float, lam: float, iterations: int = 30) -> torch.Tensor:
     """``argmin_x ‖A x − y‖²/σ² + λ‖x‖²`` by conjugate gradients on the normal equations
     ``(AᵀA/σ² + λ I) x = Aᵀy/σ²``, one system per sample, using only ``A`` and its adjoint."""
-    A = problem.forward_model
-
-    def normal(v: torch.Tensor) -> torch.Tensor:
-        return A.adjoint(A(v)) / sigma ** 2 + lam * v
-
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
-
-    b = A.adjoint(y) / sigma ** 2
-    x = torch.zeros_like(b)
-    r = b - normal(x)
-    p, rr = r.clone(), dot(r, r)
-    for _ in range(iterations):
-        Ap = normal(p)
-        alpha = rr / dot(p, Ap).clamp_min(1e-30)
-        x, r = x + alpha * p, r - alpha * Ap
-        rr_new = dot(r, r)
-        if float(rr_new.max()) <= 1e-12 * float(dot(b, b).max()):
-            break
-        p, rr = r + (rr_new / rr.clamp_min(1e-30)) * p, rr_new
-    return x
+    # the library's Tikhonov solve: (AᵀA + λσ² I) x = Aᵀy is the same system multiplied by σ²
+    return problem.forward_model.least_squares(y, damping=lam * sigma ** 2, iterations=iterations, tol=1e-6)
 
 
 def mean_psnr(estimate: torch.Tensor, truth: torch.Tensor) -> float:

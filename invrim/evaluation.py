@@ -79,7 +79,10 @@ def baseline_name(forward_model) -> Optional[str]:
     forward model offers no baseline."""
     own = getattr(forward_model, "baseline_name", None)
     overridden = getattr(type(forward_model), "baseline", None) is not ForwardModel.baseline
-    if own and (overridden or getattr(type(forward_model), "pseudo_inverse", None) is not None):
+    pinv = getattr(type(forward_model), "pseudo_inverse", None)
+    # the model's own name labels its own method: the adjoint that LinearForwardModel falls back
+    # to keeps the name "adjoint" whatever baseline_name says
+    if own and (overridden or (pinv is not None and pinv is not LinearForwardModel.pseudo_inverse)):
         return str(own)
     if overridden:
         return "baseline"

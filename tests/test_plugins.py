@@ -699,3 +699,7 @@ def test_a_run_records_its_plugins_and_names_the_one_to_install(site, tmp_path, 
                                          r"invrim-provpkg 2.0 is installed"):
         rim = RIM.from_checkpoint(run)
     assert rim.model.name == "tinynet"
+    from invrim.evaluation import evaluate           # data and reconstruction files warn alike
+    with pytest.warns(UserWarning, match=r"recon.h5: forward model 'shift' was provided by invrim-provpkg 1.0 .* "
+                                         r"invrim-provpkg 2.0 is installed"):
+        assert evaluate(recon)["samples"] == 4

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..plugins import registry
 from ..plugins.errors import UnknownComponentError
-from ..plugins.provenance import check_provider
+from ..plugins.provenance import check_provider, version_mismatch
 from ..problem import Problem
 from .schema import (ATTRS_REQUIRED, FORMAT, FORMAT_VERSION, OBSERVATION, SAMPLE, TRUTH, DataError,
                      decode_attrs, dim_options)
@@ -155,6 +155,9 @@ def problem_from_attrs(attrs: dict[str, Any], path: Union[str, os.PathLike] = "<
             raise DataError(f"{path}: {label} {name!r} is not registered (no installed plugin provides it): from "
                             f"Python pass it yourself (HDF5Dataset(path, problem=...), train_on_file(path, run, "
                             f"problem=...)), or register it in a plugin (docs/plugins.md); {e}") from None
+        mismatch = version_mismatch(kind, name, providers.get(kind), str(path))
+        if mismatch:
+            warnings.warn(mismatch, UserWarning, stacklevel=3)
         try:
             built.append(components.build(name, **attrs[f"{kind}_config"]))
         except ImportError as e:
