@@ -16,6 +16,7 @@ INITIALIZATIONS = ("auto", "zeros", "approximate_inverse", "model")
 PREPROCESSINGS = ("identity", "arcsinh", "adam", "rmsprop")
 LOSS_WEIGHTS = ("uniform", "linear", "quadratic", "log", "last")
 SCHEDULES = ("constant", "cosine", "linear")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -44,6 +45,9 @@ class RIMConfig:
         Recompute each step in the backward pass: training memory nearly independent of ``T``.
     epsilon, beta_1, beta_2
         Constants of the ``adam``/``rmsprop`` preprocessing and of the standardisation.
+    precision
+        ``"fp32"``, ``"bf16"`` or ``"fp16"``: the precision the backbone runs in (autocast); the
+        physics, the score and the loss stay fp32, and so do the weights (:mod:`invrim.precision`).
     """
 
     T: int = 10
@@ -56,6 +60,7 @@ class RIMConfig:
     epsilon: float = 1e-7
     beta_1: float = 0.9
     beta_2: float = 0.999
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         T = self.T
@@ -67,6 +72,9 @@ class RIMConfig:
             if value not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {allowed}")
             setattr(self, name, value)
+        self.precision = str(self.precision).lower()
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; use one of {PRECISIONS}")
         if not (0 <= self.beta_1 < 1 and 0 <= self.beta_2 < 1):
             raise ValueError("beta_1 and beta_2 must lie in [0, 1)")
         if not isinstance(self.loss_weights, str):

@@ -90,7 +90,7 @@ def _settings(obs: Path, created: Optional[str], weights: Path, trajectory: bool
             "trajectory": bool(trajectory)}
 
 
-def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool) -> bool:
+def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool, precision: str = "fp32") -> bool:
     """True when ``out`` is a complete reconstruction of the same job (same input file, weights and
     options), so that rerunning the command that made it is a no-op, as job schedulers expect."""
     try:
@@ -100,7 +100,7 @@ def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool) -> bool
         wanted = _settings(obs, read_attrs(obs).get("created"), weights, trajectory)
     except (DataError, OSError, ValueError):
         return False
-    return all(saved.get(k) == v for k, v in wanted.items())
+    return all(saved.get(k) == v for k, v in wanted.items()) and saved.get("precision", "fp32") == precision
 
 
 def _nmse_steps(xs: list[torch.Tensor], truth: torch.Tensor, complex_channels: bool = False) -> torch.Tensor:
@@ -142,7 +142,8 @@ def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
 def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
                 trajectory: bool = False, weights: Union[str, int] = "best", overwrite: bool = False,
                 device: Union[str, torch.device, None] = None, progress: bool = True,
-                check_values: bool = True, checkpoint: Union[str, int, None] = None) -> Path:
+                check_values: bool = True, checkpoint: Union[str, int, None] = None,
+                precision: Optional[str] = None) -> Path:
     """Reconstruct every observation of ``observations`` with the RIM trained in ``run``.
 
     Parameters
@@ -165,6 +166,9 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     overwrite
         Replace a complete ``output`` (and discard an unfinished one). Without it, rerunning a
         finished job (same input, weights and options) returns at once; another job is refused.
+    precision
+        The backbone's precision for this job (``"fp32"``, ``"bf16"``, ``"fp16"``); default: the
+        one saved with the run.
 
     Notes
     -----
@@ -185,21 +189,23 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         dd.on_main(lambda: hold.enter_context(fmt.exclusive(Path(output))), DataError)
         return _reconstruct(run, observations, output, batch_size=batch_size, trajectory=trajectory,
                             weights=weights, overwrite=overwrite, device=device, progress=progress,
-                            check_values=check_values)
+                            check_values=check_values, precision=precision)
 
 
 def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
                  trajectory: bool = False, weights: Union[str, int] = "best", overwrite: bool = False,
                  device: Union[str, torch.device, None] = None, progress: bool = True,
-                 check_values: bool = True) -> Path:
+                 check_values: bool = True, precision: Optional[str] = None) -> Path:
     rank, world = dd.rank(), dd.world_size()
     device = dd.local_device(device)
     run, obs, out = Path(run), Path(observations), Path(output)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     rim, weights, record = load_run(run, weights, device)
+    if precision is not None:
+        rim.precision = precision              # this job's, not saved: the run keeps its own
     if not overwrite and out.is_file() and dd.broadcast_object(
-            _already_done(out, obs, weights, trajectory) if rank == 0 else None):
+            _already_done(out, obs, weights, trajectory, rim.precision) if rank == 0 else None):
         log.info("%s is complete already (the same input, weights and options): nothing to do", out)
         return out                            # a rerun after a kill past the final rename
     problem = output_problem(out, overwrite, inputs=[obs]) if rank == 0 else None
@@ -219,6 +225,8 @@ def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, bat
         rim.problem = dataset.problem          # the observation file's own physics gives the score
         n = len(dataset)
         settings = _settings(obs, dataset.info.attrs.get("created"), weights, trajectory)
+        if rim.precision != "fp32":           # another precision is another job (fp32 files stay as they were)
+            settings["precision"] = rim.precision
         job = dict(rim=rim, dataset=dataset, run=run, weights=weights, trajectory=trajectory, version=__version__)
         if world == 1:
             if partial.exists() and overwrite:

@@ -15,6 +15,7 @@ from torch.func import vjp
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from . import compat
+from . import precision as _precision
 from .backbones.base import Hidden
 from .config import INITIALIZATIONS, LOSS_WEIGHTS, PREPROCESSINGS, RIMConfig  # noqa: F401 (re-exported)
 from .links import resolve_link
@@ -151,6 +152,7 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
         epsilon: Optional[float] = None,
         beta_1: Optional[float] = None,
         beta_2: Optional[float] = None,
+        precision: Optional[str] = None,
         config: Optional[RIMConfig] = None,
         weights: Union[str, int] = "best",
         device: Union[str, torch.device, None] = None,
@@ -166,7 +168,7 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
                      problem=problem, T=T, link_function=link_function, inverse_link_function=inverse_link_function,
                      initialization_method=initialization_method, approximate_inverse_fn=approximate_inverse_fn,
                      score_preprocessing_method=score_preprocessing_method, standardize_score=standardize_score,
-                     loss_weights=loss_weights, detach_score=detach_score,
+                     loss_weights=loss_weights, detach_score=detach_score, precision=precision,
                      gradient_checkpointing=gradient_checkpointing, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2)
         if checkpoints_directory is not None:              # the seed's reload path
             given = _reload_arguments(checkpoints_directory, weights, given)
@@ -221,6 +223,11 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
                              "(or a problem whose forward model has a pseudo_inverse)")
         self.register_buffer("loss_weights", trajectory_weights(s.loss_weights, s.T), persistent=False)
         self._check_steps()
+        self._check_precision()
+
+    def _check_precision(self) -> None:
+        param = next(self.model.parameters(), None)
+        _precision.check_precision(self.settings.precision, param.device if param is not None else "cpu")
 
     def _check_steps(self) -> None:
         steps = getattr(self.model, "steps", None)
@@ -242,6 +249,8 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
             self._buffers["loss_weights"] = trajectory_weights(self.settings.loss_weights, self.settings.T).to(
                 self._buffers["loss_weights"].device)
             self._check_steps()
+            if name == "precision":
+                self._check_precision()
             return
         super().__setattr__(name, value)
 
@@ -358,11 +367,19 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
         return x, h
 
     def _network(self, x: Tensor, score: Tensor, h: Hidden, t: int) -> tuple[Tensor, Hidden]:
-        """One call of the backbone; a backbone with weights of its own per step (``steps`` set)
-        is told which step this is."""
-        if getattr(self.model, "steps", None) is not None:
-            return self.model(x, score, h, step=t)
-        return self.model(x, score, h)
+        """One call of the backbone, in the RIM's ``precision`` (autocast; its update and hidden
+        state come back in ``x``'s dtype); a backbone with weights of its own per step
+        (``steps`` set) is told which step this is."""
+        precision = self.settings.precision
+        with _precision.autocast(precision, x.device):
+            if getattr(self.model, "steps", None) is not None:
+                dx, h = self.model(x, score, h, step=t)
+            else:
+                dx, h = self.model(x, score, h)
+        if precision != "fp32":
+            dx = dx.to(x.dtype)
+            h = h.to(x.dtype) if isinstance(h, Tensor) else type(h)(v.to(x.dtype) for v in h)
+        return dx, h
 
     def _step(self, t: int, y: Tensor, args: tuple, kwargs: dict, x: Tensor, h: Hidden,
               *state: Tensor) -> tuple[Tensor, Hidden, tuple[Tensor, ...]]:

@@ -237,8 +237,8 @@ def pointwise_conv(conv: nn.Module, x: Tensor) -> Tensor:
     convolution on other devices or with :mod:`~invrim.backbones.cpu_kernels` switched off.
     """
     weight = conv.weight
-    if x.device.type != "cpu" or not cpu_kernels.enabled():
-        return _CONV_FN[weight.dim() - 2](x, weight, conv.bias)
+    if x.device.type != "cpu" or not cpu_kernels.enabled() or torch.is_autocast_enabled("cpu"):
+        return _CONV_FN[weight.dim() - 2](x, weight, conv.bias)   # the fast kernel is fp32 only
     return cpu_kernels.channel_matmul(x, weight.flatten(1), conv.bias)
 
 
@@ -347,4 +347,6 @@ class ConvGRU(nn.Module):
         zr = torch.add(gx_zr, self.u_zr(h)).sigmoid_()
         z, r = zr.chunk(2, dim=1)
         candidate = fast_tanh_(torch.add(gx_h, self.u_h(r * h)))
+        if candidate.dtype != h.dtype:            # under autocast: the state stays in its own precision
+            candidate, z = candidate.to(h.dtype), z.to(h.dtype)
         return torch.lerp(h, candidate, z)

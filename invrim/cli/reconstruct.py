@@ -36,6 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda … (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-check-values", action="store_true", help="skip the NaN/Inf scan of the input")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+                   help="precision of the backbone for this job (default: the run's own, saved with it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     existed = Path(args.output).is_file() and not args.overwrite
     path = reconstruct(args.run, args.observations, args.output, batch_size=args.batch_size,
                        trajectory=args.trajectory, weights=args.weights, overwrite=args.overwrite,
-                       device=args.device, progress=not args.quiet, check_values=not args.no_check_values)
+                       device=args.device, progress=not args.quiet, check_values=not args.no_check_values,
+                       precision=args.precision)
     from .. import distributed as dd
     if dd.is_main():
         # without --overwrite an existing output is only ever returned when it is complete already

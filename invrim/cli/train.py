@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from .. import distributed as dd
-from ..config import FitConfig, RIMConfig, SCHEDULES, default
+from ..config import PRECISIONS, SCHEDULES, FitConfig, RIMConfig, default
 from ..plugins import registry
 from ..training.from_file import train_on_file
 from .arguments import fraction, non_negative_float, non_negative_int, positive_float, positive_int
@@ -60,6 +60,10 @@ def add_parser(sub) -> None:
                         "of the same job script is safe)")
     p.add_argument("--no-check-values", action="store_true",
                    help="skip the NaN/Inf scan of the data file (one read pass)")
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="precision of the backbone (autocast; physics, score, loss and weights stay fp32): "
+                        "bf16 needs bf16 hardware (avx512_bf16 / amx_bf16 on CPUs; see docs/speed.md); "
+                        "saved with the model (default fp32)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -70,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     rim_opts = parse_options(args.rim_option, "--rim-option")
     if args.T is not None:
         rim_opts["T"] = args.T
+    if args.precision is not None:
+        rim_opts["precision"] = args.precision
     rim, history = train_on_file(
         args.file, args.output, backbone=args.backbone, backbone_config=backbone_opts, rim_options=rim_opts,
         epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,

@@ -99,7 +99,7 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
         validation_dataset: Optional[Dataset] = None, run_dir: Union[str, os.PathLike, None] = None,
         resume: bool = True, progress: bool = True, config: Optional[FitConfig] = None,
         checkpoints_directory: Union[str, os.PathLike, None] = None, logdir: Union[str, os.PathLike, None] = None,
-        logname: Optional[str] = None, **options: Any) -> TrainingHistory:
+        logname: Optional[str] = None, precision: Optional[str] = None, **options: Any) -> TrainingHistory:
     """Train ``rim``'s backbone on ``dataset`` with Adam, minimising :meth:`RIM.loss_fn`.
 
     Parameters
@@ -128,6 +128,9 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
         Show a progress bar (on rank 0 only under torchrun).
     config
         A :class:`~invrim.config.FitConfig` to start from instead of the defaults.
+    precision
+        Set the RIM's ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) before training; it is
+        saved with the model. ``fp16`` on CUDA trains with a gradient scaler.
 
     Notes
     -----
@@ -141,6 +144,8 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
         Training loss per epoch, with ``val_loss``, ``records``, ``stop_reason``, ``best_epoch``.
     """
     cfg = _options(epochs, learning_rate, config, options)
+    if precision is not None:
+        rim.precision = precision
     run_dir = run_dir if run_dir is not None else checkpoints_directory
     if run_dir is None and logdir is not None:
         run_dir = Path(logdir) / (logname or time.strftime("rim_%y%m%d%H%M%S"))
@@ -170,6 +175,11 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
     total_steps = cfg.epochs * math.ceil(length / cfg.batch_size) if length is not None else None
     clock = {"began": time.monotonic(), "used": 0.0}     # the fraction of max_time used, for the schedule
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # fp16 gradients underflow without loss scaling (CUDA's recipe; its state starts afresh on resume)
+    scaler = torch.amp.GradScaler("cuda") if rim.precision == "fp16" and device.type == "cuda" else None
+
+    def backward(loss: torch.Tensor) -> None:
+        (scaler.scale(loss) if scaler is not None else loss).backward()
     scheduler = LambdaLR(optimizer, lambda step: _learning_rate(
         1.0, step, total_steps, cfg.warmup, cfg.scheduler, cfg.min_learning_rate / cfg.learning_rate, clock["used"]))
     ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
@@ -214,19 +224,25 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
                 # reaches every rank, so all of them take the same decision below
                 local, n = steps[i].local_count, steps[i].global_count
                 if local:
-                    loss.backward()
+                    backward(loss)
                 loss_sum = float(loss.detach()) * local if local else 0.0
                 value = dd.average_gradients(list(model.parameters()), local, n, extra=[loss_sum])[0] / n
             else:
                 n, value = y.shape[0], float(loss.detach())
                 if math.isfinite(value):
-                    loss.backward()
+                    backward(loss)
             if not math.isfinite(value):
                 nonfinite = f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}"
                 break
+            if scaler is not None:
+                scaler.unscale_(optimizer)
             if cfg.clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=cfg.clip)
-            optimizer.step()
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             if ema is not None:
                 ema.update()
             if math.isfinite(cfg.max_time):
