@@ -70,12 +70,15 @@ SEED = 0
 INVRIM_SETTINGS = dict(initialization_method="zeros", score_preprocessing_method="identity",
                        standardize_score=False, loss_weights="uniform", detach_score=True)
 
-# configurations: (label, library, gradient checkpointing)
+# configurations: (label, library, gradient checkpointing[, precision])
 CONFIGS = {
     "torch-rim": ("torch-rim", False),
     "invrim": ("invrim", False),
     "invrim-ckpt": ("invrim", True),
 }
+#: the low-precision configurations ``--precision`` adds to the timings (not to the memory runs)
+PRECISION_CONFIGS = {"bf16": ("invrim-bf16", ("invrim", False, "bf16")),
+                     "fp16": ("invrim-fp16", ("invrim", False, "fp16"))}
 
 
 def gaussian_psf(size: int = PSF_SIZE, sigma: float = PSF_SIGMA) -> torch.Tensor:
@@ -143,7 +146,8 @@ def make_model(lib: str, device: torch.device) -> torch.nn.Module:
     return Hourglass(C, dimensions=2, **HOURGLASS).to(device)
 
 
-def make_rim(lib: str, model: torch.nn.Module, T: int, gradient_checkpointing: bool, device: torch.device):
+def make_rim(lib: str, model: torch.nn.Module, T: int, gradient_checkpointing: bool, device: torch.device,
+             precision: str = "fp32"):
     if lib == "torch-rim":
         from rim import RIM
         return RIM((N, N), model, score_fn=score_fn, T=T, device=device)
@@ -151,7 +155,8 @@ def make_rim(lib: str, model: torch.nn.Module, T: int, gradient_checkpointing: b
     # ``checkpointing`` is the name before RIMConfig (it now warns): the older tree gets it
     name = ("gradient_checkpointing" if "gradient_checkpointing" in inspect.signature(RIM.__init__).parameters
             else "checkpointing")
-    return RIM((N, N), model, score_fn=score_fn, T=T, **INVRIM_SETTINGS, **{name: gradient_checkpointing})
+    extra = {"precision": precision} if precision != "fp32" else {}
+    return RIM((N, N), model, score_fn=score_fn, T=T, **INVRIM_SETTINGS, **{name: gradient_checkpointing}, **extra)
 
 
 def set_heap(mode: str) -> dict[str, Any]:
@@ -200,10 +205,10 @@ class Runner:
     """One configuration at one T: its RIM, optimiser and the two timed closures."""
 
     def __init__(self, key: str, T: int, device: torch.device, y, x):
-        lib, ckpt = CONFIGS[key]
+        lib, ckpt, *precision = CONFIGS[key]
         self.key, self.lib = key, lib
         self.model = make_model(lib, device)
-        self.rim = make_rim(lib, self.model, T, ckpt, device)
+        self.rim = make_rim(lib, self.model, T, ckpt, device, *precision)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=LR)
         self.y, self.x = y, x
 
@@ -527,6 +532,8 @@ def main() -> None:
     ap.add_argument("--heap", choices=("kept", "default"), default="kept",
                     help="glibc's heap: 'kept' calls invrim.heap.keep_heap() once at start (as in the "
                          "recorded runs), 'default' leaves glibc alone (default: kept)")
+    ap.add_argument("--precision", choices=tuple(PRECISION_CONFIGS), nargs="+", default=[],
+                    help="also time invrim with the backbone in this precision (RIM(precision=...))")
     ap.add_argument("--json", default=None, help="write the results there")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -567,7 +574,10 @@ def main() -> None:
     print(f"T={Ts}, warm-up {warmup}, repeats {min_repeats}..{repeats} (budget {budget:.0f} s per T)\n",
           flush=True)
 
-    train_keys = ["torch-rim", "invrim"] + ([] if args.no_ckpt_time else ["invrim-ckpt"])
+    low = [PRECISION_CONFIGS[p][0] for p in args.precision]
+    for p in args.precision:
+        CONFIGS[PRECISION_CONFIGS[p][0]] = PRECISION_CONFIGS[p][1]
+    train_keys = ["torch-rim", "invrim"] + ([] if args.no_ckpt_time else ["invrim-ckpt"]) + low
     results: dict[str, Any] = {"machine": info, "heap": heap, "device": str(device), "threads": args.threads,
                                "params": pc, "T": Ts, "train": {}, "predict": {}, "memory": {},
                                "foreign_load": {},
@@ -585,7 +595,7 @@ def main() -> None:
                              min_repeats, budget, noise)
         pf = {"torch-rim": runners["torch-rim"].predict,
               "torch-rim (no_grad)": runners["torch-rim"].predict_no_grad,
-              "invrim": runners["invrim"].predict}
+              "invrim": runners["invrim"].predict, **{k: runners[k].predict for k in low}}
         pt, pl = interleaved(pf, device, warmup, repeats, min_repeats, budget / 2, noise)
         load1 = os.getloadavg()
         results["train"][T] = {k: {"median": statistics.median(v), "min": min(v), "times": v}
@@ -607,7 +617,7 @@ def main() -> None:
         mem_Ts = Ts[-1:] if quick else Ts          # --quick: only the largest T
         for T in mem_Ts:
             results["memory"][T] = {}
-            for key in CONFIGS:
+            for key in ("torch-rim", "invrim", "invrim-ckpt"):
                 r = run_child(key, T, args)
                 results["memory"][T][key] = r
             m = results["memory"][T]
@@ -659,6 +669,19 @@ def report(res: dict[str, Any]) -> str:
         fls = "-" if not fl else f"{statistics.median(fl['train']):.2f} / {statistics.median(fl['predict']):.2f}"
         row += f"{fmt_s(pa)} | {fmt_s(pb)} | {ratio(pb, pa)} | {fmt_s(pn)} | {ratio(pb, pn)} | {fls} |"
         lines.append(row)
+    low = [k for k in next(iter(res["train"].values())) if k.startswith("invrim-") and k != "invrim-ckpt"]
+    if low:
+        lines.append("\nLow precision (invrim's backbone under autocast; ratios against torch-rim's fp32 and "
+                     "invrim's fp32):\n")
+        lines.append("| T | config | train | / torch-rim | / invrim fp32 | predict | / torch-rim | / invrim fp32 |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for T in Ts:
+            tr, pr = res["train"][T], res["predict"][T]
+            for k in low:
+                t, p = tr[k]["median"], pr[k]["median"]
+                lines.append(f"| {T} | {k} | {fmt_s(t)} | {ratio(t, tr['torch-rim']['median'])} | "
+                             f"{ratio(t, tr['invrim']['median'])} | {fmt_s(p)} | "
+                             f"{ratio(p, pr['torch-rim']['median'])} | {ratio(p, pr['invrim']['median'])} |")
     if res["memory"]:
         kind = next(iter(next(iter(res["memory"].values())).values()))["peak_kind"]
         lines.append(f"\nMemory of one training step (peak = {kind}; tensor peak = peak live tensor "
@@ -687,6 +710,12 @@ def report(res: dict[str, Any]) -> str:
     ok = all(v <= 0.7 for v in pr_r.values())
     lines.append(f"- inference <= 0.7x torch-rim: {'MET' if ok else 'NOT MET'} "
                  f"(worst {max(pr_r.values()):.2f}x)")
+    for k in low:
+        t_r = max(res["train"][T][k]["median"] / res["train"][T]["torch-rim"]["median"] for T in Ts)
+        p_r = max(res["predict"][T][k]["median"] / res["predict"][T]["torch-rim"]["median"] for T in Ts)
+        lines.append(f"- {k}: training step <= 0.5x torch-rim's fp32: {'MET' if t_r <= 0.5 else 'NOT MET'} "
+                     f"(worst {t_r:.2f}x); inference <= 0.35x: {'MET' if p_r <= 0.35 else 'NOT MET'} "
+                     f"(worst {p_r:.2f}x)")
     if res["memory"]:
         Tm = max(res["memory"])
         m = res["memory"][Tm]

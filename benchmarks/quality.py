@@ -59,6 +59,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "zero-out-no-std": {"zero_output": True, "rim": {"standardize_score": False}},
     "zero-out-lr3e-3": {"zero_output": True, "fit": {"learning_rate": 3e-3}},
     "nf16": {"backbone": {"nf": 16}},
+    "bf16": {"rim": {"precision": "bf16"}},           # the backbone under bf16 autocast (#19)
     "batch4": {"fit": {"batch_size": 4}},
     "batch8": {"fit": {"batch_size": 8}},
     "nf16-batch4": {"backbone": {"nf": 16}, "fit": {"batch_size": 4}},

@@ -375,6 +375,12 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
     metrics = [k for k in METRICS if k in values["rim"]]
     summary = {method: {metric: summarize(torch.tensor(values[method][metric], dtype=torch.float64))
                         for metric in metrics} for method in methods}
+    rim_psnr = summary["rim"]["psnr"]["mean"] if "psnr" in summary["rim"] else None
+    for method in methods[1:]:
+        other = summary[method].get("psnr", {}).get("mean")
+        if rim_psnr is not None and other is not None and math.isfinite(other) and not rim_psnr > other:
+            src.notes.append(f"the RIM does not beat {labels[method]} in mean PSNR ({rim_psnr:.2f} dB vs "
+                             f"{other:.2f} dB): train longer or larger before trusting it")
     return {
         "file": str(src.path), "observations": str(src.observations_path), "truth": str(src.truth_path),
         "samples": n, "forward_model": src.attrs.get("forward_model"), "magnitude": src.complex_channels,

@@ -434,3 +434,16 @@ def test_figures_is_a_deprecated_alias_of_viz():
             "print([w.category.__name__ for w in caught])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert out[0] == "True" and "DeprecationWarning" in out[1]
+
+
+def test_a_rim_that_does_not_beat_a_baseline_is_told_plainly(blur, capsys):
+    result = evaluate(blur["recon"])
+    rim = result["summary"]["rim"]["psnr"]["mean"]
+    beaten_by = [m for m in result["methods"][1:] if result["summary"][m]["psnr"]["mean"] >= rim]
+    said = [n for n in result["notes"] if n.startswith("the RIM does not beat")]
+    assert beaten_by, result["summary"]                # the tiny test RIM (2 epochs on 16 images) loses
+    assert len(said) == len(beaten_by)                 # one note per baseline at or above it
+    for method in beaten_by:
+        assert any(result["labels"][method] in n for n in said)
+    assert main(["evaluate", str(blur["recon"])]) == 0
+    assert capsys.readouterr().out.count("note: the RIM does not beat") == len(beaten_by)
