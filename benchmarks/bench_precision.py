@@ -5,6 +5,10 @@
 Prints the CPU model and its bf16 flags, then median seconds per training step (Adam on
 ``RIM.loss_fn``) and per ``predict`` for each precision, alternating the precisions round by round
 so that a noisy machine affects both alike, and the bf16 / fp32 ratios. One thread.
+
+It also counts the FLOPs of a training step and of ``predict`` (``torch.utils.flop_counter``:
+matrix products and convolutions) and compares the achieved FLOP/s with the same-precision matmul
+peak measured here (the best of five 2048x2048 matrix products, one thread): the fraction of the machine's limit.
 """
 from __future__ import annotations
 
@@ -29,6 +33,18 @@ def cpu_model() -> str:
         return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         return platform.processor() or "unknown"
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
+    """FLOP/s of an ``n x n`` matrix product in ``dtype`` (the best of ``rounds``: a peak)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    ts = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        a @ b
+        ts.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(ts)
 
 
 def main() -> None:
@@ -67,10 +83,29 @@ def main() -> None:
                 times[precision]["train"].append(t_train)
                 times[precision]["predict"].append(t_predict)
     med = {p: {k: statistics.median(v) for k, v in d.items()} for p, d in times.items()}
+    flops = {}
+    from torch.utils.flop_counter import FlopCounterMode
+    for precision, (rim, opt) in setups.items():
+        with FlopCounterMode(display=False) as counter:
+            opt.zero_grad()
+            rim.loss_fn(y, x).backward()
+        train_flops = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            rim.predict(y)
+        flops[precision] = {"train": train_flops, "predict": counter.get_total_flops()}
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"B={args.batch}, {args.size}x{args.size}, T={args.T}, default Hourglass, median of {args.rounds} rounds")
     print("| | fp32 [s] | bf16 [s] | bf16 / fp32 |\n| --- | ---: | ---: | ---: |")
     for k, label in (("train", "training step"), ("predict", "inference")):
         print(f"| {label} | {med['fp32'][k]:.3f} | {med['bf16'][k]:.3f} | {med['bf16'][k] / med['fp32'][k]:.2f} |")
+    print(f"\nmatmul peak (2048x2048, best of 5, one thread): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, "
+          f"bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
+    print("| | precision | GFLOP | achieved GFLOP/s | fraction of the matmul peak |\n| --- | --- | ---: | ---: | ---: |")
+    for k, label in (("train", "training step"), ("predict", "inference")):
+        for precision in ("fp32", "bf16"):
+            f = flops[precision][k]
+            rate = f / med[precision][k]
+            print(f"| {label} | {precision} | {f / 1e9:.2f} | {rate / 1e9:.1f} | {rate / peak[precision]:.0%} |")
 
 
 if __name__ == "__main__":

@@ -113,3 +113,11 @@ def test_cli_precision_is_saved_by_train_and_chosen_per_reconstruction(tmp_path,
     with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
         a, b = torch.from_numpy(fa["x_hat"][:]), torch.from_numpy(fb["x_hat"][:])
     assert not torch.equal(a, b) and float((a - b).norm() / b.norm()) < 0.02
+
+
+def test_invrim_info_says_which_precisions_run_well(capsys, monkeypatch):
+    from invrim.cli import main
+    monkeypatch.setattr(invrim.precision, "cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile"}))
+    assert main(["info"]) == 0
+    line = next(v for v in capsys.readouterr().out.splitlines() if v.startswith("precision on cpu"))
+    assert "bf16 yes (CPU has amx_bf16)" in line and "fp16 slow" in line

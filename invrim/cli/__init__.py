@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"invrim {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = sub.add_parser("info", help="versions and the available backbones")
+    info = sub.add_parser("info", help="versions, the available components and the precisions this machine runs well")
     info.set_defaults(handler=_info)
     from . import evaluate, plugins, reconstruct, show, simulate, train
     plugins.add_parser(sub)
@@ -47,6 +47,11 @@ def _info(args: argparse.Namespace) -> int:
     print(f"invrim {__version__} (torch {torch.__version__}, python {sys.version.split()[0]})")
     for kind, components in registry().kinds().items():
         print(f"{kind.replace('_', ' ')}: {', '.join(components.names()) or '-'}")
+    from ..precision import support
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        told = "; ".join(f"{p} {'yes' if ok else 'slow'} ({why})" for p, (ok, why) in support(device).items())
+        print(f"precision on {device}: {told}")
     return 0
 
 
