@@ -1,6 +1,6 @@
 """bf16 against fp32 for invrim's RIM on this CPU: training step and inference, side by side.
 
-    python benchmarks/bench_precision.py [--rounds 5] [--size 64] [--batch 8] [--T 10]
+    python benchmarks/bench_precision.py [--rounds 5] [--size 64] [--batch 8] [--T 10] [--shapes]
 
 Prints the CPU model and its bf16 flags, then median seconds per training step (Adam on
 ``RIM.loss_fn``) and per ``predict`` for each precision, alternating the precisions round by round
@@ -9,6 +9,10 @@ so that a noisy machine affects both alike, and the bf16 / fp32 ratios. One thre
 It also counts the FLOPs of a training step and of ``predict`` (``torch.utils.flop_counter``:
 matrix products and convolutions) and compares the achieved FLOP/s with the same-precision matmul
 peak measured here (the best of five 2048x2048 matrix products, one thread): the fraction of the machine's limit.
+
+``--shapes`` also times single 3x3 convolutions of the Hourglass's shapes (channels and image sizes
+of its levels) forward and backward separately in bf16 against fp32: a bf16 CPU backward that is
+slower than fp32 (a known regression in some PyTorch builds) shows there.
 """
 from __future__ import annotations
 
@@ -47,12 +51,41 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
     return 2 * n ** 3 / min(ts)
 
 
+def conv_table(batch: int, rounds: int) -> None:
+    """bf16 / fp32 time of one 3x3 convolution, forward and backward separately, per shape."""
+    print("\n| channels in → out | size | fwd fp32 [ms] | fwd bf16 / fp32 | bwd fp32 [ms] | bwd bf16 / fp32 |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for cin, cout, size in ((2, 32, 64), (32, 32, 64), (32, 64, 32), (64, 64, 32), (64, 64, 16), (96, 64, 16)):
+        conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
+        x = torch.randn(batch, cin, size, size)
+        out = {}
+        for precision in ("fp32", "bf16"):
+            fwd, bwd = [], []
+            for r in range(rounds + 1):
+                xx = x.clone().requires_grad_()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    t = time.perf_counter()
+                    y = conv(xx)
+                    t_f = time.perf_counter() - t
+                g = torch.ones_like(y)
+                t = time.perf_counter()
+                y.backward(g)
+                t_b = time.perf_counter() - t
+                if r:
+                    fwd.append(t_f)
+                    bwd.append(t_b)
+            out[precision] = (statistics.median(fwd), statistics.median(bwd))
+        (f32, b32), (f16, b16) = out["fp32"], out["bf16"]
+        print(f"| {cin} → {cout} | {size} | {f32 * 1e3:.2f} | {f16 / f32:.2f} | {b32 * 1e3:.2f} | {b16 / b32:.2f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--T", type=int, default=10)
+    p.add_argument("--shapes", action="store_true", help="also time single convolutions per shape")
     args = p.parse_args()
     torch.set_num_threads(1)
     print(f"CPU: {cpu_model()}; {support('cpu')}; torch {torch.__version__}")
@@ -106,6 +139,8 @@ def main() -> None:
             f = flops[precision][k]
             rate = f / med[precision][k]
             print(f"| {label} | {precision} | {f / 1e9:.2f} | {rate / 1e9:.1f} | {rate / peak[precision]:.0%} |")
+    if args.shapes:
+        conv_table(args.batch, args.rounds)
 
 
 if __name__ == "__main__":
