@@ -348,3 +348,27 @@ def test_killed_training_leaves_a_loadable_folder_and_resumes(tmp_path, deblurri
     lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [l["epoch"] for l in lines] == list(range(1, epochs + 1))
     assert not list(run.glob(".*.tmp"))
+
+
+def test_fit_stores_the_tikhonov_baseline_only_for_file_backed_linear_data(tmp_path):
+    import json
+
+    from invrim import RIM
+    from invrim.backbones import Hourglass
+    from invrim.data import HDF5Dataset, simulate
+    path = tmp_path / "d.h5"
+    simulate(path, forward_model="blur", forward_model_config={"psf_sigma": 1.0}, generator="ellipses",
+             generator_config={"shape": [12, 12]}, likelihood="gaussian", likelihood_config={"sigma": 0.05},
+             samples=40, seed=0, progress=False)
+    ds = HDF5Dataset(path)
+    rim = RIM((12, 12), Hourglass(channels=1, dimensions=2, nf=4, hidden_units=4), problem=ds.problem, T=2)
+    rim.fit(ds, epochs=1, progress=False, seed=0, run_dir=tmp_path / "run")
+    choice = json.loads((tmp_path / "run" / "baselines.json").read_text())["tikhonov"]
+    x = torch.stack([ds[i]["x"] for i in range(32)])
+    assert choice["samples"] == 32 and f"{path} (the first 32 training samples)" == choice["source"]
+    assert choice["damping"] > 0 and abs(choice["prior_mean"] - float(x.mean())) < 1e-5
+    # an in-memory dataset is not read before training (its __getitem__ may draw random numbers)
+    items = [ds[i] for i in range(8)]
+    rim2 = RIM((12, 12), Hourglass(channels=1, dimensions=2, nf=4, hidden_units=4), problem=ds.problem, T=2)
+    rim2.fit(items, epochs=1, progress=False, seed=0, run_dir=tmp_path / "run2")
+    assert not (tmp_path / "run2" / "baselines.json").exists()

@@ -8,16 +8,18 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, Dataset, IterableDataset, random_split
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, random_split
 from tqdm.auto import tqdm
 
 from .. import compat
 from .. import distributed as dd
+from ..baselines import TIKHONOV, choose_tikhonov, has_tikhonov
 from ..config import FitConfig
 from ..runs import CheckpointError, RunFolder, join_optimizer_state, prefixed, split_optimizer_state, unprefixed
 from .early_stopping import EarlyStopping
@@ -194,6 +196,8 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
         if rank != 0:
             start = _prepare(folder, resume, parts, training, write=False)
         start_epoch, step, seed = start
+        if rank == 0 and (start_epoch, step) == (0, 0) and not folder.baselines():
+            _tune_baselines(folder, rim, dataset, device)
 
     batches = _Batches(cfg, seed, rank, world)
     good_state = _copy(model.state_dict())
@@ -390,6 +394,37 @@ class _EpochBatches(torch.utils.data.Sampler):
 
 
 # ---- the run folder -----------------------------------------------------------------------------
+#: Training samples the Tikhonov-CG baseline's damping is chosen on (stored in the run folder).
+BASELINE_SAMPLES = 32
+
+
+def _tune_baselines(folder: RunFolder, rim, dataset, device: torch.device) -> None:
+    """A new run of a linear problem on an :class:`~invrim.data.HDF5Dataset` (or a split of one):
+    choose the Tikhonov-CG baseline's damping on the first training samples and store it
+    (``invrim evaluate`` reports that baseline beside the RIM; for other runs it chooses the
+    damping on the evaluated file, and says so). It never stops training: a failure is a warning."""
+    from ..data import HDF5Dataset
+    problem = rim.problem
+    if problem is None or not has_tikhonov(problem.forward_model):
+        return
+    # only file-backed data, whose reads have no side effects: a Python dataset may draw random
+    # numbers or count its calls in __getitem__, and reading it here would change the training run
+    source = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+    if not isinstance(source, HDF5Dataset):
+        return
+    n = min(BASELINE_SAMPLES, len(dataset))
+    y, x, args, kwargs = _unpack(default_collate([dataset[i] for i in range(n)]), device)
+    if args:
+        return
+    where = source.path
+    try:
+        choice = choose_tikhonov(problem.forward_model, [(y, x, kwargs)],
+                                 source=f"{where or type(dataset).__name__} (the first {n} training samples)")
+    except (ValueError, RuntimeError) as e:
+        warnings.warn(f"the Tikhonov-CG baseline could not be tuned on the training data ({e}); "
+                      "invrim evaluate will choose its damping on the evaluated file instead", stacklevel=3)
+        return
+    folder.write_baselines({TIKHONOV: choice})
 def _prepare(folder: RunFolder, resume: bool, parts: dict, training: dict, write: bool = True):
     """Create the run folder, or load the resume state found in it; returns (epoch, step, seed).
     With ``write=False`` (ranks other than 0) it only reads."""

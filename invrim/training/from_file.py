@@ -9,7 +9,6 @@ from typing import Any, Optional, Union
 import torch
 
 from .. import distributed as dd
-from ..baselines import TIKHONOV, choose_tikhonov, has_tikhonov
 from ..config import RIMConfig
 from ..data import DataError, HDF5Dataset
 from ..plugins import registry
@@ -48,20 +47,6 @@ def _describe(dataset) -> dict[str, Any]:
         "dims": {name: list(dataset.target_dims(name)) for name in dataset.variables},
         "providers": info.attrs.get("providers"),
     }
-
-
-#: Training samples the Tikhonov-CG baseline's damping is chosen on.
-BASELINE_SAMPLES = 32
-
-
-def _tune_tikhonov(dataset, problem) -> dict[str, Any]:
-    """Choose the Tikhonov-CG baseline's damping on the first training samples (the run stores
-    it; ``invrim evaluate`` reports that baseline beside the RIM)."""
-    n = min(BASELINE_SAMPLES, len(dataset))
-    batch = dataset.read_checked(0, n)
-    y, x = batch.pop("y"), batch.pop("x")
-    return choose_tikhonov(problem.forward_model, [(y, x, batch)],
-                           source=f"{dataset.path} (the first {n} training samples)")
 
 
 def _check_backbone_unchanged(folder: RunFolder, backbone: str, given: dict[str, Any]) -> None:
@@ -167,8 +152,6 @@ def train_on_file(path: Union[str, os.PathLike], run_dir: Union[str, os.PathLike
         rim = RIM(spatial, model, problem=problem, device=device, **rim_options)
         if dd.is_main():
             folder.write_data_record(described)
-            if has_tikhonov(problem.forward_model):
-                folder.write_baselines({TIKHONOV: _tune_tikhonov(dataset, problem)})
     history = fit(rim, dataset, validation_dataset=validation, run_dir=folder.path, resume=True,
                   progress=progress, **fit_options)
     return rim, history
