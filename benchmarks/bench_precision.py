@@ -17,26 +17,20 @@ slower than fp32 (a known regression in some PyTorch builds) shows there.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import subprocess
 import time
 import warnings
 
 import torch
+from machine_load import cpu_name  # benchmarks/machine_load.py (the script's folder is on sys.path)
 
 from invrim import RIM, Gaussian, Problem
 from invrim.backbones import Hourglass
 from invrim.physics import Blur
-from invrim.precision import support
+from invrim.precision import cpu_flags, support
 
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
+#: The vector and matrix flags worth recording (all of /proc/cpuinfo's would drown the line).
+SIMD_PREFIXES = ("sse", "ssse", "avx", "amx", "fma", "f16c")
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, rounds: int = 5) -> float:
@@ -88,7 +82,9 @@ def main() -> None:
     p.add_argument("--shapes", action="store_true", help="also time single convolutions per shape")
     args = p.parse_args()
     torch.set_num_threads(1)
-    print(f"CPU: {cpu_model()}; {support('cpu')}; torch {torch.__version__}")
+    flags = sorted(f for f in cpu_flags() if f.startswith(SIMD_PREFIXES))
+    print(f"CPU: {cpu_name()}; flags: {' '.join(flags)}; torch {torch.__version__}")
+    print(f"precision support: {support('cpu')}")
     problem = Problem(Blur(psf_sigma=1.5, boundary="periodic"), Gaussian(0.05))
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size, generator=g)

@@ -30,6 +30,9 @@ __all__ = ["TIKHONOV", "RELATIVE_DAMPING_GRID", "has_tikhonov", "tikhonov", "cho
 TIKHONOV = "tikhonov"
 #: ``λ / ‖A‖²`` tried by :func:`choose_tikhonov`: half-decades from 1e-6 to 10.
 RELATIVE_DAMPING_GRID = tuple(10.0 ** (k / 2) for k in range(-12, 3))
+#: Samples the damping is chosen on: the first training samples (or, for a run without a stored
+#: choice, the first evaluated ones).
+TUNING_SAMPLES = 32
 #: Conjugate-gradient iterations and relative tolerance of the solves.
 ITERATIONS, TOLERANCE = 100, 1e-6
 

@@ -39,7 +39,7 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from .baselines import TIKHONOV, choose_tikhonov, has_tikhonov, tikhonov, tikhonov_label
+from .baselines import TIKHONOV, TUNING_SAMPLES, choose_tikhonov, has_tikhonov, tikhonov, tikhonov_label
 from .data import HDF5Dataset
 from .data.dataset import validate
 from .data.reconstruction import TRAJECTORY, TRAJECTORY_NMSE, estimate_layout, read_reconstruction, read_rows
@@ -58,8 +58,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 METRICS = {"psnr": "PSNR [dB]", "ssim": "SSIM", "nmse": "NMSE"}
 #: Method keys, in table order.
 METHODS = ("rim", "baseline", TIKHONOV, "observation")
-#: Samples of the evaluated file that a run without a stored Tikhonov damping chooses it on.
-ORACLE_SAMPLES = 32
 #: The SSIM window (skimage's default); SSIM is skipped for images with a shorter spatial axis.
 SSIM_WINDOW = 7
 
@@ -273,7 +271,7 @@ def _run_tikhonov(src: Sources) -> None:
 
 def _oracle_tikhonov(src: Sources) -> None:
     """No damping stored with the run: choose it on the first samples of this file (an oracle)."""
-    n = min(ORACLE_SAMPLES, src.samples)
+    n = min(TUNING_SAMPLES, src.samples)
     batch = src.observations.read_checked(0, n)
     y = batch.pop(OBSERVATION)
     x = src.truth.read_checked(0, n)[TRUTH]

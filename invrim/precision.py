@@ -18,8 +18,10 @@ from typing import Any, ContextManager, Union
 
 import torch
 
-#: The precisions the RIM accepts, with the dtype its backbone is autocast to (None: no autocast).
-PRECISIONS: dict[str, Any] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from .config import PRECISIONS
+
+#: The dtype the backbone is autocast to for each of :data:`invrim.config.PRECISIONS` (None: none).
+DTYPES: dict[str, Any] = dict(zip(PRECISIONS, (None, torch.bfloat16, torch.float16)))
 #: CPU flags (``/proc/cpuinfo``) that give each precision matrix hardware.
 CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
 
@@ -58,7 +60,7 @@ def check_precision(precision: str, device: Union[str, torch.device] = "cpu") ->
     """A one-line ``ValueError`` for an unknown precision; a warning when ``device`` does not run
     it well (``bf16`` on a CPU without bf16 matrix hardware, ``fp16`` on a CPU)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use one of {tuple(PRECISIONS)}")
+        raise ValueError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
     if precision == "fp32":
         return
     ok, why = support(device)[precision]
@@ -69,7 +71,7 @@ def check_precision(precision: str, device: Union[str, torch.device] = "cpu") ->
 
 def autocast(precision: str, device: Union[str, torch.device]) -> ContextManager:
     """The autocast context of ``precision`` on ``device`` (a no-op for ``fp32``)."""
-    dtype = PRECISIONS[precision]
+    dtype = DTYPES[precision]
     if dtype is None:
         return nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -377,8 +378,6 @@ class RunFolder:
         """Before anything is built: a one-line :class:`CheckpointError` naming the distribution
         to install when a component of ``kinds`` the run needs is missing here, and a warning
         naming both versions when its provider is installed at another version."""
-        import warnings
-
         from .plugins.provenance import check_provider, version_mismatch
         cfg = self.model_config() if cfg is None else cfg
         providers = cfg.get("providers") or {}

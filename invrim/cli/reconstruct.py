@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import PRECISIONS
 from .arguments import positive_int
 
 EPILOG = """examples:
@@ -36,7 +37,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda … (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--no-check-values", action="store_true", help="skip the NaN/Inf scan of the input")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default=None,
+    p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="precision of the backbone for this job (default: the run's own, saved with it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)

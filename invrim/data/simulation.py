@@ -28,10 +28,6 @@ def block_generator(seed: int, block: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
 
 
-def _provider(kind: str, name: str) -> Optional[dict[str, Any]]:
-    return provider_record(kind, name)
-
-
 def _build(kind: str, spec: Any, config: Optional[dict]) -> tuple[Any, str, dict]:
     """A component from a registry name + options, or an instance as is."""
     if isinstance(spec, str):
@@ -128,7 +124,8 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     lik, lik_name, lik_cfg = _build("likelihood", likelihood, likelihood_config)
     attrs: dict[str, Any] = {"forward_model": fm_name, "forward_model_config": fm_cfg,
                              "likelihood": lik_name, "likelihood_config": lik_cfg, "seed": seed}
-    providers = {"forward_model": _provider("forward_model", fm_name), "likelihood": _provider("likelihood", lik_name)}
+    providers = {"forward_model": provider_record("forward_model", fm_name),
+                 "likelihood": provider_record("likelihood", lik_name)}
     if source is not None:
         reader = _SourceTruth(source, tuple(fm.x_dims))
         samples = reader.samples if samples is None else samples
@@ -143,7 +140,7 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     else:
         gen, gen_name, gen_cfg = _build("generator", generator, generator_config)
         attrs.update(generator=gen_name, generator_config=gen_cfg)
-        providers["generator"] = _provider("generator", gen_name)
+        providers["generator"] = provider_record("generator", gen_name)
         make_x = lambda start, n, g: gen(batch=BLOCK, generator=g, dtype=dtype)   # noqa: E731
         gen_label = f"generator {gen_name!r}"
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:

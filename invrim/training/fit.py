@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import compat
 from .. import distributed as dd
-from ..baselines import TIKHONOV, choose_tikhonov, has_tikhonov
+from ..baselines import TIKHONOV, TUNING_SAMPLES, choose_tikhonov, has_tikhonov
 from ..config import FitConfig
 from ..runs import CheckpointError, RunFolder, join_optimizer_state, prefixed, split_optimizer_state, unprefixed
 from .early_stopping import EarlyStopping
@@ -394,10 +394,6 @@ class _EpochBatches(torch.utils.data.Sampler):
 
 
 # ---- the run folder -----------------------------------------------------------------------------
-#: Training samples the Tikhonov-CG baseline's damping is chosen on (stored in the run folder).
-BASELINE_SAMPLES = 32
-
-
 def _tune_baselines(folder: RunFolder, rim, dataset, device: torch.device) -> None:
     """A new run of a linear problem on an :class:`~invrim.data.HDF5Dataset` (or a split of one):
     choose the Tikhonov-CG baseline's damping on the first training samples and store it
@@ -412,7 +408,7 @@ def _tune_baselines(folder: RunFolder, rim, dataset, device: torch.device) -> No
     source = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
     if not isinstance(source, HDF5Dataset):
         return
-    n = min(BASELINE_SAMPLES, len(dataset))
+    n = min(TUNING_SAMPLES, len(dataset))
     y, x, args, kwargs = _unpack(default_collate([dataset[i] for i in range(n)]), device)
     if args:
         return
