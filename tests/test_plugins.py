@@ -565,7 +565,7 @@ def test_builtins_are_an_ordinary_plugin_on_one_manager(site, monkeypatch):
 def test_one_table_of_kinds():
     from invrim.plugins import KINDS
     from invrim.plugins.spec import InvrimSpec
-    assert list(KINDS) == ["forward_models", "backbones", "likelihoods", "generators"]
+    assert list(KINDS) == ["forward_models", "backbones", "likelihoods", "generators", "readers"]
     assert [k.hook for k in KINDS.values()] == [n for n in vars(InvrimSpec) if n.startswith("invrim_")]
     refresh()
     reg = registry()

@@ -52,3 +52,16 @@ def invrim_generators():
         Component("image_crops", "invrim.data.generators:ImageCrops",
                   "random crops of scikit-image's bundled photographs", requires=[("skimage", "scikit-image")]),
     ]
+
+
+@hookimpl
+def invrim_readers():
+    return [
+        Component("hdf5", "invrim.data.readers:HDF5Reader",
+                  "HDF5 of any layout (fastMRI, netCDF-4, MATLAB v7.3), nested groups; --link capable"),
+        Component("numpy", "invrim.data.readers:NumpyReader", ".npy (memory-mapped) and .npz, no pickles"),
+        Component("fits", "invrim.data.readers:FITSReader", "FITS images and cubes (HDU by index or EXTNAME)",
+                  requires=[("astropy", "astropy")]),
+        Component("nifti", "invrim.data.readers:NiftiReader", "NIfTI-1/2 volumes (.nii, .nii.gz), lazy slices",
+                  requires=[("nibabel", "nibabel")]),
+    ]

@@ -58,6 +58,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("backbones", "invrim_backbones", "backbone"),
     Kind("likelihoods", "invrim_likelihoods", "likelihood"),
     Kind("generators", "invrim_generators", "generator"),
+    Kind("readers", "invrim_readers", "reader"),
 )}
 
 #: hook name -> kind name (derived from :data:`KINDS`; kept for older imports).
@@ -98,3 +99,9 @@ class InvrimSpec:
     @hookspec
     def invrim_generators(self) -> Registration:
         """Ground-truth generators for simulation (random fields, phantoms, sources)."""
+
+    @hookspec
+    def invrim_readers(self) -> Registration:
+        """Readers of foreign files for ``invrim import`` (classes with ``suffixes``, ``arrays()``,
+        ``read(name, index)``, ``hdf5_source(name)``, ``close()`` and ``example(folder)``; see
+        :mod:`invrim.data.readers`). Not physics: they only turn a file's arrays into numpy."""

@@ -21,7 +21,7 @@ from torch import Tensor
 __all__ = ["check_adjoint", "check_score_matches_autograd", "check_batch_consistency", "check_dtypes",
            "check_device", "check_gradients_flow", "check_sample_parameters", "check_config_roundtrip",
            "check_forward_model",
-           "check_likelihood", "check_backbone", "check_generator", "check_component", "TOLERANCES"]
+           "check_likelihood", "check_backbone", "check_generator", "check_reader", "check_component", "TOLERANCES"]
 
 #: relative tolerance of the dot-product test per real dtype
 TOLERANCES = {torch.float32: 1e-4, torch.float64: 1e-10}
@@ -375,12 +375,70 @@ def check_generator(generator, **call_kwargs: Any) -> list[str]:
     return ["generate"]
 
 
+def check_reader(reader_cls, folder=None) -> list[str]:
+    """A reader of foreign files follows the interface of :mod:`invrim.data.readers`.
+
+    Writes ``reader_cls.example(folder)`` (a temporary folder when omitted) and checks that the
+    class declares ``suffixes`` matching the example's name; that ``arrays()`` lists every array
+    of the example with its shape and dtype (``dims`` None or one name per axis); that
+    ``read(name, ())`` returns it exactly, in native byte order; that slices (a step included)
+    read the same values as slicing the whole array; that ``hdf5_source`` is None or names an
+    existing file and dataset holding the same values; and that ``close()`` may be called twice.
+    Returns ``["read"]``.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    name = getattr(reader_cls, "name", getattr(reader_cls, "__name__", "reader"))
+    suffixes = tuple(getattr(reader_cls, "suffixes", ()) or ())
+    assert suffixes and all(isinstance(s, str) and not s.startswith(".") for s in suffixes), \
+        f"{name}: suffixes must be a non-empty tuple of strings without the dot, got {suffixes!r}"
+    with tempfile.TemporaryDirectory() as tmp:
+        path, expected = reader_cls.example(Path(folder or tmp))
+        path = Path(path)
+        assert any(path.name.lower().endswith("." + s.lower()) for s in suffixes), \
+            f"{name}: example file {path.name} does not end in one of its suffixes {suffixes}"
+        reader = reader_cls(path)
+        try:
+            listed = reader.arrays()
+            for key, want in expected.items():
+                want = np.asarray(want)
+                assert key in listed, f"{name}: arrays() of {path.name} lacks {key!r} (lists {sorted(listed)})"
+                info = listed[key]
+                shape, dtype, dims = tuple(info[0]), np.dtype(info[1]), info[2]
+                assert shape == want.shape, f"{name}: arrays()[{key!r}] has shape {shape}, the file {want.shape}"
+                assert dtype == want.dtype.newbyteorder("="), \
+                    f"{name}: arrays()[{key!r}] has dtype {dtype}, the file {want.dtype}"
+                assert dims is None or len(dims) == len(shape), f"{name}: arrays()[{key!r}] names {dims} for {shape}"
+                whole = reader.read(key, ())
+                assert isinstance(whole, np.ndarray) and whole.dtype.isnative, \
+                    f"{name}: read({key!r}) must return a numpy array in native byte order"
+                np.testing.assert_array_equal(whole, want, err_msg=f"{name}: read({key!r}) differs from the file")
+                if want.ndim:
+                    index = (slice(1, None, 2),) + tuple(slice(0, max(1, s - 1)) for s in want.shape[1:])
+                    np.testing.assert_array_equal(reader.read(key, index), want[index],
+                                                  err_msg=f"{name}: read({key!r}, {index}) differs from slicing")
+                source = reader.hdf5_source(key)
+                if source is not None:
+                    import h5py
+                    with h5py.File(source[0], "r") as f:
+                        np.testing.assert_array_equal(f[source[1]][()], want,
+                                                      err_msg=f"{name}: hdf5_source({key!r}) holds other values")
+        finally:
+            reader.close()
+        reader.close()
+    return ["read"]
+
+
 def check_component(component) -> list[str]:
     """Run the kit on a registered component through its factory's ``example()`` class method.
 
     Forward models: ``example() -> (model, x, params)`` (:func:`check_forward_model`); likelihoods:
     ``example() -> (likelihood, prediction, y, params)`` (:func:`check_likelihood`); generators:
-    ``example() -> (generator, call_kwargs)`` (:func:`check_generator`); backbones are built
+    ``example() -> (generator, call_kwargs)`` (:func:`check_generator`); readers:
+    ``example(folder) -> (path, arrays)`` (:func:`check_reader`); backbones are built
     directly (:func:`check_backbone`). Raises ``LookupError`` when the component offers no example.
     """
     factory = component.load()
@@ -398,4 +456,6 @@ def check_component(component) -> list[str]:
     if component.kind == "generators":
         generator, kwargs = example()
         return check_generator(generator, **kwargs)
+    if component.kind == "readers":
+        return check_reader(factory)
     raise LookupError(f"no checks for kind {component.kind!r}")
