@@ -5,7 +5,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -175,20 +175,86 @@ def _expected_param_dims(problem, name: str):
     return None
 
 
-def _check_dims(path, name, dims, options, whose) -> None:
+def _check_dims(path, name, dims, options, whose, what=None) -> None:
+    what = what or f"variable {name!r}"
     if any(d.startswith("phony_dim") for d in dims):
-        raise DataError(f"{path}: variable {name!r} has unnamed dimensions {_fmt(dims)}; write files with "
+        raise DataError(f"{path}: {what} has unnamed dimensions {_fmt(dims)}; write files with "
                         "invrim.data or xarray (named dimensions)")
     if not dims or dims[0] != SAMPLE:
-        raise DataError(f"{path}: variable {name!r} has dims {_fmt(dims)}; per-sample variables start with "
+        raise DataError(f"{path}: {what} has dims {_fmt(dims)}; per-sample variables start with "
                         f"'{SAMPLE}'")
     if options is None:
         return
     rest = sorted(dims[1:])
     if not any(sorted(o) == rest for o in options):
         expected = " or ".join(_fmt((SAMPLE, *o)) for o in options)
-        raise DataError(f"{path}: variable {name!r} has dims {_fmt(dims)} but {whose} expects {expected} "
+        raise DataError(f"{path}: {what} has dims {_fmt(dims)} but {whose} expects {expected} "
                         "(the non-sample dims in any order)")
+
+
+def expected_dims(problem, name: str) -> Optional[list[tuple[str, ...]]]:
+    """The accepted non-sample dims of variable ``name`` under ``problem`` (alternatives), or None
+    when the physics does not say (then any dims are accepted)."""
+    fm = problem.forward_model
+    if name == OBSERVATION:
+        return [tuple(fm.y_dims)] if fm.y_dims else None
+    if name == TRUTH:
+        return [tuple(fm.x_dims)] if fm.x_dims else None
+    return _expected_param_dims(problem, name)
+
+
+def known_variables(problem) -> list[str]:
+    """The variables a data file for ``problem`` may hold: ``x``, ``y`` and the parameters named in
+    the forward model's and the likelihood's ``param_dims``."""
+    names = [TRUTH, OBSERVATION]
+    for owner in (problem.forward_model, problem.likelihood):
+        names += [n for n in (getattr(owner, "param_dims", {}) or {}) if n not in names]
+    return names
+
+
+def check_variables(path: Union[str, os.PathLike], variables: dict[str, VariableInfo], problem: Any,
+                    parameters: Sequence[str] = (), require_truth: bool = False,
+                    what: Optional[Callable[[str], str]] = None) -> int:
+    """Check the variables of a data file, present or planned, against ``problem``'s declared
+    variables: ``y`` (and ``x`` when ``require_truth``) and every listed parameter present, dims
+    (first ``sample``, the rest the physics' in any order), dtypes, equal sample counts.
+
+    ``what(name)`` names a variable in messages (default ``"variable 'y'"``; the importer names
+    the source file and array). Returns the number of samples; raises a one-line DataError.
+    """
+    what = what or (lambda n: f"variable {n!r}")
+    fm = problem.forward_model
+    needed = [OBSERVATION] + ([TRUTH] if require_truth else []) + list(parameters)
+    for name in needed:
+        if name not in variables:
+            label = {TRUTH: " (ground truth, needed for training and evaluation)",
+                     OBSERVATION: " (the observation)"}.get(name, " (a per-sample parameter listed in 'parameters')")
+            raise DataError(f"{path}: missing variable {name!r}{label}")
+    present = [n for n in (OBSERVATION, TRUTH, *parameters) if n in variables]
+
+    counts = {n: variables[n].shape[0] if variables[n].shape else 0 for n in present}
+    whose = f"forward model {fm.name!r}"
+    for n in present:
+        v = variables[n]
+        _check_dims(path, n, v.dims, expected_dims(problem, n), whose, what(n))
+        if n == OBSERVATION:
+            if bool(fm.y_is_complex) != (v.dtype.kind == "c"):
+                raise DataError(f"{path}: {what(n)} has dtype {v.dtype} but forward model {fm.name!r} makes "
+                                f"{'complex' if fm.y_is_complex else 'real'} observations")
+            if v.dtype.kind not in "fc":
+                raise DataError(f"{path}: {what(n)} has dtype {v.dtype}; expected floating point")
+        elif n == TRUTH:
+            if v.dtype.kind != "f":
+                raise DataError(f"{path}: {what(n)} has dtype {v.dtype}; expected real floating point")
+        elif v.dtype.kind not in "fciub":
+            raise DataError(f"{path}: parameter {what(n)} has dtype {v.dtype}; expected numbers")
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{n}: {c}" for n, c in counts.items())
+        raise DataError(f"{path}: variables have different numbers of samples ({listing})")
+    samples = counts[OBSERVATION]
+    if samples == 0:
+        raise DataError(f"{path}: the file holds no samples")
+    return samples
 
 
 def check_structure(path: Union[str, os.PathLike], problem: Any = None, require_truth: bool = False,
@@ -203,51 +269,46 @@ def check_structure(path: Union[str, os.PathLike], problem: Any = None, require_
             # the stored array's own shape (h5netcdf reports the dimensions' sizes, which hides a
             # variable shorter than its 'sample' dimension in a file written with bare h5py)
             variables[name] = VariableInfo(tuple(var.dimensions), tuple(var._h5ds.shape), np.dtype(var.dtype))
+        linked = any(var._h5ds.is_virtual for var in f.variables.values())
+    broken = missing_links(path) if linked else []
+    if broken:
+        name, source = broken[0]
+        raise DataError(f"{path}: variable {name!r} links to {source}, which is not there (a file made by "
+                        "'invrim import --link' keeps its arrays in their source files: move the folder with "
+                        "them, or import again without --link)")
     if problem is None:
         problem = problem_from_attrs(attrs, path)
-    fm = problem.forward_model
     parameters = attrs.get("parameters") or []
     if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
         raise DataError(f"{path}: attribute 'parameters' must be a JSON list of variable names")
 
-    needed = [OBSERVATION] + ([TRUTH] if require_truth else []) + list(parameters)
-    for name in needed:
-        if name not in variables:
-            what = {TRUTH: " (ground truth, needed for training and evaluation)",
-                    OBSERVATION: " (the observation)"}.get(name, " (a per-sample parameter listed in 'parameters')")
-            raise DataError(f"{path}: missing variable {name!r}{what}")
+    samples = check_variables(path, variables, problem, parameters, require_truth)
     present = [n for n in (OBSERVATION, TRUTH, *parameters) if n in variables]
-
-    counts = {n: variables[n].shape[0] if variables[n].shape else 0 for n in present}
-    for n in present:
-        v = variables[n]
-        if n == OBSERVATION:
-            _check_dims(path, n, v.dims, [tuple(fm.y_dims)] if fm.y_dims else None, f"forward model {fm.name!r}")
-            if bool(fm.y_is_complex) != (v.dtype.kind == "c"):
-                raise DataError(f"{path}: variable 'y' has dtype {v.dtype} but forward model {fm.name!r} makes "
-                                f"{'complex' if fm.y_is_complex else 'real'} observations")
-            if v.dtype.kind not in "fc":
-                raise DataError(f"{path}: variable 'y' has dtype {v.dtype}; expected floating point")
-        elif n == TRUTH:
-            _check_dims(path, n, v.dims, [tuple(fm.x_dims)] if fm.x_dims else None, f"forward model {fm.name!r}")
-            if v.dtype.kind != "f":
-                raise DataError(f"{path}: variable 'x' has dtype {v.dtype}; expected real floating point")
-        else:
-            _check_dims(path, n, v.dims, _expected_param_dims(problem, n), f"forward model {fm.name!r}")
-            if v.dtype.kind not in "fciub":
-                raise DataError(f"{path}: parameter variable {n!r} has dtype {v.dtype}; expected numbers")
-    if len(set(counts.values())) > 1:
-        listing = ", ".join(f"{n}: {c}" for n, c in counts.items())
-        raise DataError(f"{path}: variables have different numbers of samples ({listing})")
-    samples = counts[OBSERVATION]
-    if samples == 0:
-        raise DataError(f"{path}: the file holds no samples")
 
     info = FileInfo(path=path, attrs=attrs, samples=samples, variables=variables, parameters=list(parameters),
                     problem=problem, has_truth=TRUTH in variables)
     if check_values:
         scan_values(path, present)
     return info
+
+
+def missing_links(path: Union[str, os.PathLike]) -> list[tuple[str, str]]:
+    """``[(variable, source file)]`` for the virtual datasets of ``path`` (``invrim import --link``)
+    whose source file is not found: HDF5 would silently read their fill value."""
+    import h5py
+
+    path = Path(path)
+    out = []
+    with h5py.File(path, "r") as f:
+        for name, ds in f.items():
+            if not isinstance(ds, h5py.Dataset) or not ds.is_virtual:
+                continue
+            for source in {vs.file_name for vs in ds.virtual_sources()}:
+                p = Path(source)
+                if source != "." and not (p if p.is_absolute() else path.parent / p).is_file():
+                    out.append((name, source))
+                    break
+    return out
 
 
 def scan_values(path: Union[str, os.PathLike], names) -> None:
