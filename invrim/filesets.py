@@ -104,6 +104,16 @@ def resolve_inputs(inputs: Union[PathLike, Sequence[PathLike]]) -> list[Path]:
     return [unique[k] for k in sorted(unique)]
 
 
+def is_many(inputs: Union[PathLike, Sequence[PathLike]]) -> bool:
+    """Whether ``inputs`` names a set of files (several, a glob, or a manifest) rather than one file:
+    then the outputs go to a folder, one per input."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if len(items) != 1:
+        return len(items) > 1
+    text = os.fspath(items[0])
+    return bool(_GLOB.search(text) and not Path(text).exists()) or is_manifest(text)
+
+
 def stem(path: PathLike) -> str:
     """A file's name without its suffix (``scan.nii.gz`` → ``scan``)."""
     name = Path(path).name

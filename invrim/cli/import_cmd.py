@@ -104,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
         if not all(v.file for v in mapping.variables.values()):
             raise UsageError("give the input file (INPUT), or a file for every variable (--var NAME=FILE::ARRAY)")
     jobs = []
-    if len(inputs) <= 1:
+    from ..filesets import is_many
+    many = len(inputs) > 1 or (inputs and is_many(args.inputs)) or (
+        args.output and (Path(args.output).is_dir() or args.output.endswith(("/", "\\"))))
+    if not many:
         m = mapping.with_file(inputs[0].resolve() if args.mapping else inputs[0]) if inputs else mapping
         jobs.append((m, Path(args.output) if args.output else None))
     else:
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.dry_run:
         if any(out is None for _, out in jobs):
             raise UsageError("the output is required: -o FILE (or --dry-run)")
-        if len(jobs) > 1:
+        if many:
             jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
     for m, out in jobs:
         if args.dry_run:
@@ -127,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{m.file or 'input'} -> {out or '(no output)'}: nothing written (--dry-run)")
             print(plan.describe())
             continue
-        if out.is_file() and not args.overwrite and len(jobs) > 1:
+        if out.is_file() and not args.overwrite and many:
             print(f"{out} exists: skipped (--overwrite replaces it)")
             continue
         path = import_data(m, out, link=args.link, overwrite=args.overwrite, progress=not args.quiet,
