@@ -1,0 +1,105 @@
+"""#20: many files through — a glob reconstructed with a kill in between equals an uninterrupted run;
+shards cover every file once; a folder of reconstructions is summarised."""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+import invrim.reconstruct
+from invrim import data
+from invrim.data import DataError
+from invrim.filesets import (evaluate_folder, format_folder, output_names, parse_shard, read_manifest,
+                             reconstruct_many, resolve_inputs, shard_of)
+from invrim.training.from_file import train_on_file
+
+SMALL = {"nf": 4, "hidden_units": 8, "ch_mult": [1]}
+COMMON = dict(generator="ellipses", generator_config={"shape": [16, 16]}, forward_model_config={"psf_sigma": 1.0},
+              likelihood_config={"sigma": 0.05}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("many")
+    train = data.simulate(folder / "train.h5", "blur", "gaussian", 8, seed=0, **COMMON)
+    run = folder / "run"
+    train_on_file(train, run, backbone_config=SMALL, rim_options={"T": 2}, epochs=1, batch_size=4, seed=0,
+                  progress=False)
+    inputs = folder / "data"
+    inputs.mkdir()
+    for i in range(4):
+        data.simulate(inputs / f"part{i}.h5", "blur", "gaussian", 3, seed=10 + i, **COMMON)
+    return run, inputs
+
+
+def _x_hats(folder):
+    out = {}
+    for p in sorted(folder.glob("*.h5")):
+        with h5py.File(p, "r") as f:
+            out[p.name] = f["x_hat"][...]
+    return out
+
+
+def test_a_killed_glob_resumes_to_the_uninterrupted_result(setup, tmp_path, monkeypatch):
+    run, inputs = setup
+    whole = reconstruct_many(run, str(inputs / "*.h5"), tmp_path / "whole", batch_size=2, progress=False)
+    assert [p.name for p in whole] == [f"part{i}.h5" for i in range(4)]
+    reference = _x_hats(tmp_path / "whole")
+
+    real = invrim.reconstruct.reconstruct
+    calls = []
+
+    def dies_in_the_second_file(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")           # the job is stopped during its second file
+        return real(*args, **kwargs)
+    monkeypatch.setattr(invrim.reconstruct, "reconstruct", dies_in_the_second_file)
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct_many(run, str(inputs / "*.h5"), tmp_path / "cut", batch_size=2, progress=False)
+    assert list(read_manifest(tmp_path / "cut")["done"]) == [str((inputs / "part0.h5").resolve())]
+    monkeypatch.setattr(invrim.reconstruct, "reconstruct", real)
+    again = []
+    monkeypatch.setattr(invrim.reconstruct, "reconstruct", lambda *a, **k: again.append(a[1]) or real(*a, **k))
+    reconstruct_many(run, str(inputs / "*.h5"), tmp_path / "cut", batch_size=2, progress=False)
+    assert [p.name for p in again] == ["part1.h5", "part2.h5", "part3.h5"]   # the finished file is skipped
+    got = _x_hats(tmp_path / "cut")
+    assert got.keys() == reference.keys() and all(np.array_equal(got[k], reference[k]) for k in got)
+    assert len(read_manifest(tmp_path / "cut")["done"]) == 4
+
+
+def test_two_shards_cover_each_file_exactly_once(setup, tmp_path):
+    run, inputs = setup
+    manifest = tmp_path / "inputs.txt"
+    manifest.write_text("\n".join(str(p) for p in sorted(inputs.glob("*.h5"), reverse=True)) + "\n")
+    first = reconstruct_many(run, manifest, tmp_path / "out", shard=(0, 2), batch_size=2, progress=False)
+    second = reconstruct_many(run, manifest, tmp_path / "out", shard=parse_shard("1/2"), batch_size=2, progress=False)
+    names = [p.name for p in first] + [p.name for p in second]
+    assert sorted(names) == [f"part{i}.h5" for i in range(4)] and len(set(names)) == 4
+    assert [p.name for p in first] == ["part0.h5", "part2.h5"]
+    done = json.loads((tmp_path / "out" / "manifest.json").read_text())["done"]
+    assert sorted(v["output"] for v in done.values()) == sorted(names)
+
+    summary = evaluate_folder(tmp_path / "out")
+    assert [f["samples"] for f in summary["files"]] == [3, 3, 3, 3] and summary["overall"]["samples"] == 12
+    assert summary["overall"]["median"]["rim"]["psnr"] is not None
+    table = format_folder(summary)
+    assert "(all files)" in table and "part3.h5" in table
+
+
+def test_inputs_names_and_shards(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "scan.h5").write_bytes(b"")
+    files = resolve_inputs([str(tmp_path / "*" / "scan.h5"), tmp_path / "a" / "scan.h5"])
+    assert len(files) == 2
+    names = output_names(files)
+    assert len(set(names)) == 2 and all(n.startswith("scan-") and n.endswith(".h5") for n in names)
+    assert output_names(list(reversed(files))) == list(reversed(names))       # a name depends on its file only
+    assert shard_of(list(range(5)), (1, 2)) == [1, 3]
+    with pytest.raises(DataError, match="no file matches"):
+        resolve_inputs(str(tmp_path / "*.nothing"))
+    with pytest.raises(ValueError, match="I/N"):
+        parse_shard("2/2")
