@@ -241,28 +241,36 @@ def reconstruct_many(run: PathLike, inputs: Union[PathLike, Sequence[PathLike]],
     names = output_names(files)
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir} is a file; give a folder for the reconstructions of several inputs")
-    if dd.is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
-    dd.barrier()
+    dd.init_if_needed()
+    dd.on_main(lambda: out_dir.mkdir(parents=True, exist_ok=True), DataError)
     mine = shard_of(files, shard)
-    done = read_manifest(out_dir)["done"]
     overwrite = bool(reconstruct_kwargs.get("overwrite", False))
+
+    def finished() -> list[bool]:
+        done = read_manifest(out_dir)["done"]
+        flags = []
+        for position in mine:
+            source, name = files[position], names[position]
+            entry = done.get(str(source.resolve())) or {}
+            st = source.stat()
+            flags.append(not overwrite and entry.get("output") == name and (out_dir / name).is_file()
+                         and entry.get("input_size") == st.st_size and entry.get("input_mtime_ns") == st.st_mtime_ns)
+        return flags
+
+    # rank 0 decides what is done, so that every rank of a torchrun job takes the same files
+    skip = dd.broadcast_object(dd.on_main(finished, DataError))
     results = []
-    for position in mine:
+    for position, skipped in zip(mine, skip):
         source, name = files[position], names[position]
         target = out_dir / name
-        key = str(source.resolve())
-        entry = done.get(key)
-        if (not overwrite and entry and entry.get("output") == name and target.is_file()
-                and entry.get("input_size") == source.stat().st_size
-                and entry.get("input_mtime_ns") == source.stat().st_mtime_ns):
+        if skipped:
             results.append(target)
             continue
         path = reconstruct(run, source, target, progress=progress, **reconstruct_kwargs)
         if dd.is_main():
             st = source.stat()
             _record_done(out_dir, {"output": name, "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns},
-                         key, str(Path(run).resolve()))
+                         str(source.resolve()), str(Path(run).resolve()))
         results.append(Path(path))
     return results
 

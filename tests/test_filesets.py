@@ -103,3 +103,67 @@ def test_inputs_names_and_shards(tmp_path):
         resolve_inputs(str(tmp_path / "*.nothing"))
     with pytest.raises(ValueError, match="I/N"):
         parse_shard("2/2")
+
+
+KILLER = """
+import os, signal, sys
+import invrim.data.reconstruction as fmt
+from invrim.filesets import reconstruct_many
+calls = []
+real = fmt.RowWriter.write
+def write(self, lo, hi, arrays):
+    real(self, lo, hi, arrays)
+    calls.append(lo)
+    if len(calls) == 3:                  # the second file's first batch is on disk: SIGKILL
+        os.kill(os.getpid(), signal.SIGKILL)
+fmt.RowWriter.write = write
+reconstruct_many(sys.argv[1], sys.argv[2], sys.argv[3], batch_size=2, progress=False)
+"""
+
+
+def _python(*args, **kwargs):
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300, **kwargs)
+
+
+def test_a_sigkilled_job_resumes_the_partial_file(setup, tmp_path):
+    run, inputs = setup
+    reconstruct_many(run, str(inputs / "*.h5"), tmp_path / "whole", batch_size=2, progress=False)
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    killed = _python(str(script), str(run), str(inputs / "*.h5"), str(tmp_path / "cut"))
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (tmp_path / "cut" / "part1.h5.partial").is_file() and not (tmp_path / "cut" / "part1.h5").exists()
+    assert len(read_manifest(tmp_path / "cut")["done"]) == 1
+    reconstruct_many(run, str(inputs / "*.h5"), tmp_path / "cut", batch_size=2, progress=False)
+    got, want = _x_hats(tmp_path / "cut"), _x_hats(tmp_path / "whole")
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in got)
+    assert not list((tmp_path / "cut").glob("*.partial"))
+
+
+TORCHRUN = """
+import sys
+import torch.distributed as dist
+from invrim.filesets import reconstruct_many
+out = reconstruct_many(sys.argv[1], sys.argv[2], sys.argv[3], batch_size=2, progress=False)
+print("rank", dist.get_rank(), [p.name for p in out])
+"""
+
+
+@pytest.mark.skipif(not __import__("torch").distributed.is_available(), reason="no torch.distributed")
+def test_reconstruct_many_under_torchrun_equals_one_process(setup, tmp_path):
+    import sys
+    run, inputs = setup
+    reconstruct_many(run, str(inputs / "part[01].h5"), tmp_path / "one", batch_size=2, progress=False)
+    script = tmp_path / "many.py"
+    script.write_text(TORCHRUN)
+    done = _python("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script), str(run),
+                   str(inputs / "part[01].h5"), str(tmp_path / "two"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    got, want = _x_hats(tmp_path / "two"), _x_hats(tmp_path / "one")
+    assert got.keys() == want.keys() == {"part0.h5", "part1.h5"}
+    assert all(np.array_equal(got[k], want[k]) for k in got)
+    assert len(read_manifest(tmp_path / "two")["done"]) == 2
