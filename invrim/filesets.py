@@ -36,24 +36,15 @@ _GLOB = re.compile(r"[*?\[]")
 _DOUBLE_SUFFIXES = (".nii.gz", ".fits.gz", ".fit.gz", ".fts.gz")
 
 
+#: The suffixes of manifest text files (one input path per line).
+MANIFEST_SUFFIXES = (".txt", ".lst", ".list", ".manifest")
+
+
 def is_manifest(path: PathLike) -> bool:
-    """A manifest is a text file listing one input per line (``.txt``/``.lst``/``.list``, or any
-    file that is not HDF5 and reads as text)."""
+    """Whether ``path`` is a manifest: an existing text file listing one input per line, named
+    ``*.txt``, ``*.lst``, ``*.list`` or ``*.manifest`` (by name only: a CSV or a FITS file is data)."""
     path = Path(path)
-    if not path.is_file():
-        return False
-    if path.suffix.lower() in (".txt", ".lst", ".list", ".manifest"):
-        return True
-    try:
-        import h5py
-        if h5py.is_hdf5(path):
-            return False
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-        head.decode("utf-8")
-        return b"\0" not in head
-    except (OSError, UnicodeDecodeError):
-        return False
+    return path.suffix.lower() in MANIFEST_SUFFIXES and path.is_file()
 
 
 def read_manifest_list(path: PathLike) -> list[Path]:

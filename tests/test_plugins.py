@@ -703,3 +703,66 @@ def test_a_run_records_its_plugins_and_names_the_one_to_install(site, tmp_path, 
     with pytest.warns(UserWarning, match=r"recon.h5: forward model 'shift' was provided by invrim-provpkg 1.0 .* "
                                          r"invrim-provpkg 2.0 is installed"):
         assert evaluate(recon)["samples"] == 4
+
+
+# ---- #20: readers, the fifth kind ----------------------------------------------------------------
+CSV_READER = '''
+import numpy as np
+from pathlib import Path
+
+class CSVReader:
+    """A plugin's reader: a CSV table is one 2-D array, "table"."""
+    name = "csv"
+    suffixes = ("csv",)
+    def __init__(self, path):
+        self.path = Path(path)
+        self._a = np.loadtxt(self.path, delimiter=",", dtype=np.float32, ndmin=2)
+    def arrays(self):
+        return {"table": (self._a.shape, self._a.dtype, None)}
+    def read(self, name, index=()):
+        return np.ascontiguousarray(self._a[tuple(index)])
+    def hdf5_source(self, name):
+        return None
+    def close(self):
+        pass
+    @classmethod
+    def example(cls, folder):
+        a = np.arange(12, dtype=np.float32).reshape(4, 3)
+        path = Path(folder) / "example.csv"
+        np.savetxt(path, a, delimiter=",")
+        return path, {"table": a}
+'''
+
+
+def test_builtin_readers_pass_the_kit():
+    refresh()
+    readers = registry().readers
+    assert readers.names() == ["fits", "hdf5", "nifti", "numpy"]
+    for component in readers:
+        assert component.status in ("builtin", "missing-deps")
+        if component.status == "builtin":
+            assert testing.check_component(component) == ["read"]
+    assert {r.import_name for r in readers.info("fits").requires} == {"astropy"}
+    assert {r.import_name for r in readers.info("nifti").requires} == {"nibabel"}
+
+
+def test_a_plugin_reader_is_chosen_by_suffix_for_invrim_import(site, tmp_path):
+    site("invrim-csv", "csvpkg", {"hooks": textwrap.dedent('''
+        from invrim.plugins import Component, hookimpl
+        @hookimpl
+        def invrim_readers():
+            return [Component("csv", "csvpkg.reader:CSVReader", "comma-separated tables")]
+    '''), "reader": CSV_READER})
+    component = registry().readers.info("csv")
+    assert component.plugin == "csvpkg" and testing.check_component(component) == ["read"]
+    from invrim.data.readers import reader_class
+    assert reader_class(tmp_path / "t.csv").__name__ == "CSVReader"
+    import numpy as np
+    np.savetxt(tmp_path / "obs.csv", np.arange(12 * 10, dtype=np.float32).reshape(12, 10), delimiter=",")
+    out = tmp_path / "obs.h5"
+    assert main(["import", str(tmp_path / "obs.csv"), "--forward-model", "identity", "--var",
+                 "y=table:sample,width", "--var", f"x={tmp_path / 'obs.csv'}::table:sample,width",
+                 "-o", str(out), "--quiet"]) == 0
+    from invrim.data import HDF5Dataset
+    item = HDF5Dataset(out)[1]                                   # each row a 1 x 10 image
+    assert tuple(item["y"].shape) == (1, 1, 10) and float(item["y"][0, 0, 0]) == 10.0

@@ -32,6 +32,7 @@ datasets pointing at the source arrays (no copy) wherever that is possible.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -45,7 +46,7 @@ from .. import __version__
 from ..plugins import registry
 from ..plugins.provenance import provider_record
 from .io import DatasetWriter, check_output, partial_path
-from .readers import open_reader
+from .readers import array_info, listed_arrays, open_reader
 from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, check_dim_names, dim_options
 from .validation import VariableInfo, check_variables, known_variables
 
@@ -400,15 +401,15 @@ def plan_import(mapping: ImportMapping, link: bool = False) -> ImportPlan:
     planned: dict[str, PlannedVariable] = {}
     for name, spec in mapping.variables.items():
         path = _resolve(mapping, spec)
-        with open_reader(path, spec.reader) as reader:
-            arrays = reader.arrays()
+        with contextlib.closing(open_reader(path, spec.reader)) as reader:
+            arrays = listed_arrays(reader)
             array = spec.array
             if array is None:
                 if len(arrays) != 1:
                     raise DataError(f"{path}: variable {name!r} names no array and the file holds "
                                     f"{len(arrays)} ({', '.join(arrays) or 'none'}): give {name}=FILE::ARRAY")
                 array = next(iter(arrays))
-            info = reader.info(array)
+            info = array_info(reader, path, array)
             dims = spec.dims if spec.dims is not None else info.dims
             where = f"{path}: array {array!r}"
             if dims is None:
@@ -492,6 +493,10 @@ def plan_import(mapping: ImportMapping, link: bool = False) -> ImportPlan:
             dtype=dtype, broadcast=broadcast, inserted=inserted, to_channels=to_channels, to_complex=to_complex,
             link=linked, why_copy=why, hdf5=hdf5 if linked else None, reader_choice=spec.reader)
 
+    unused = [d for d in mapping.select if not any(d in v.source_dims for v in planned.values())]
+    if unused:
+        raise DataError(f"{label}: select names dim {unused[0]!r}, which no variable has (their dims: "
+                        f"{', '.join(sorted({d for v in planned.values() for d in v.source_dims}))})")
     # one size per dim, one sample count
     owner: dict[str, PlannedVariable] = {}
     sizes: dict[str, int] = {}
@@ -530,7 +535,7 @@ def read_samples(plan: ImportPlan, lo: int, hi: int) -> dict[str, np.ndarray]:
     """Samples ``lo:hi`` of every planned variable, in the stored layout."""
     out = {}
     for name, v in plan.variables.items():
-        with open_reader(v.file, v.reader_choice) as r:
+        with contextlib.closing(open_reader(v.file, v.reader_choice)) as r:
             out[name] = v.convert(r.read(v.array, v.source_index(lo, hi)), hi - lo)
     return out
 

@@ -77,11 +77,7 @@ class Reader:
 
     def info(self, name: str) -> ArrayInfo:
         """One array's :class:`ArrayInfo`; a one-line DataError listing the arrays when absent."""
-        arrays = self.arrays()
-        if name not in arrays:
-            listing = ", ".join(f"{n} {tuple(a.shape)}" for n, a in arrays.items()) or "(none)"
-            raise DataError(f"{self.path}: no array {name!r}; it holds {listing}")
-        return arrays[name]
+        return array_info(self, self.path, name)
 
     def __enter__(self):
         return self
@@ -445,6 +441,25 @@ def _suffixes_of(component):
         return dataclasses.replace(component, missing=()).load()
     except Exception:
         return None
+
+
+def listed_arrays(reader) -> dict[str, ArrayInfo]:
+    """``reader.arrays()`` as :class:`ArrayInfo` values (a plugin's reader may return plain tuples)."""
+    out = {}
+    for name, value in reader.arrays().items():
+        shape, dtype, *rest = tuple(value)
+        dims = rest[0] if rest else None
+        out[str(name)] = ArrayInfo(tuple(int(s) for s in shape), np.dtype(dtype), None if dims is None else tuple(dims))
+    return out
+
+
+def array_info(reader, path: PathLike, name: str) -> ArrayInfo:
+    """One array's :class:`ArrayInfo`; a one-line DataError listing the file's arrays when absent."""
+    arrays = listed_arrays(reader)
+    if name not in arrays:
+        listing = ", ".join(f"{n} {tuple(a.shape)}" for n, a in arrays.items()) or "(none)"
+        raise DataError(f"{path}: no array {name!r}; it holds {listing}")
+    return arrays[name]
 
 
 def open_reader(path: PathLike, reader: Optional[str] = None):
