@@ -148,10 +148,52 @@ class FitConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class CalibrationConfig:
+    """Options of :func:`invrim.uncertainty.calibrate` (and ``invrim calibrate``).
+
+    ``coverage`` is the nominal coverage of the intervals written by ``invrim reconstruct
+    --uncertainty``; ``false_alarm`` the rate at which in-distribution samples are flagged by the
+    data-consistency check (split over both tails); ``levels`` the further coverages a calibration
+    also stores (for the calibration plot of ``invrim evaluate --plot``); ``tuning_fraction`` the
+    share of the calibration samples used to choose the scale's floor (the rest gives the
+    conformal quantiles); ``floor_factors`` the floors tried, as multiples of the mean scale;
+    ``seed`` the seed of that split.
+    """
+
+    coverage: float = 0.9
+    false_alarm: float = 0.05
+    levels: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+    tuning_fraction: float = 0.5
+    floor_factors: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 1000.0)
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("coverage", "false_alarm"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+                raise ValueError(f"{name} must lie strictly between 0 and 1, got {v!r}")
+        self.coverage, self.false_alarm = float(self.coverage), float(self.false_alarm)
+        self.levels = tuple(sorted({float(v) for v in self.levels} | {self.coverage}))
+        if not all(0 < v < 1 for v in self.levels):
+            raise ValueError(f"levels must lie strictly between 0 and 1, got {self.levels!r}")
+        if not 0 <= self.tuning_fraction < 1:
+            raise ValueError(f"tuning_fraction must lie in [0, 1), got {self.tuning_fraction}")
+        self.floor_factors = tuple(float(v) for v in self.floor_factors)
+        if not self.floor_factors or not all(v > 0 for v in self.floor_factors):
+            raise ValueError("floor_factors must be positive numbers")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 def default(config: type, name: str) -> Any:
     """The default of one field, e.g. ``default(FitConfig, "learning_rate")`` (for ``--help``)."""
     return {f.name: f.default for f in fields(config)}[name]
 
 
-__all__ = ["RIMConfig", "FitConfig", "default", "INITIALIZATIONS", "PREPROCESSINGS", "LOSS_WEIGHTS",
+__all__ = ["RIMConfig", "FitConfig", "CalibrationConfig", "default", "INITIALIZATIONS", "PREPROCESSINGS", "LOSS_WEIGHTS",
            "SCHEDULES"]

@@ -42,12 +42,14 @@ import torch
 from .baselines import TIKHONOV, TUNING_SAMPLES, choose_tikhonov, has_tikhonov, tikhonov, tikhonov_label
 from .data import HDF5Dataset
 from .data.dataset import validate
-from .data.reconstruction import TRAJECTORY, TRAJECTORY_NMSE, estimate_layout, read_reconstruction, read_rows
+from .data.reconstruction import (DATA_FIT, DATA_FIT_ATTR, OOD, SPREAD, TRAJECTORY, TRAJECTORY_NMSE, UNCERTAINTY,
+                                  UNCERTAINTY_ATTR, estimate_layout, read_reconstruction, read_rows)
 from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError
 from .data.validation import problem_from_attrs
 from .metrics import magnitude, nmse, psnr, ssim, summarize
 from .physics.base import ForwardModel, LinearForwardModel
 from .runs import CheckpointError, RunFolder
+from .uncertainty import CoverageTally
 
 __all__ = ["evaluate", "format_table", "to_json", "read_sample", "sample_metrics", "baseline_name",
            "spatial_dims", "METRICS", "METHODS"]
@@ -344,11 +346,22 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
             _oracle_tikhonov(src)
         methods = ["rim"] + (["baseline"] if src.baseline else []) + ([TIKHONOV] if linear else [])
         values: dict[str, dict[str, list]] = {}
+        calibration = src.attrs.get(UNCERTAINTY_ATTR) if UNCERTAINTY in src.names else None
+        tally = CoverageTally(calibration) if calibration else None
+        fits: list[float] = []
+        flags: list[int] = []
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
-            x_hat = read_rows(src.path, lo, hi)[ESTIMATE]
+            rows = read_rows(src.path, lo, hi, (ESTIMATE, DATA_FIT, OOD, UNCERTAINTY))
+            x_hat = rows[ESTIMATE]
+            if rows[DATA_FIT] is not None:
+                fits.extend(float(v) for v in rows[DATA_FIT])
+            if rows[OOD] is not None:
+                flags.extend(int(v) for v in rows[OOD])
             batch = src.observations.read_checked(lo, hi)
             t = src.truth.read_checked(lo, hi)[TRUTH]
+            if tally is not None:
+                tally.add(t, x_hat, rows[UNCERTAINTY])
             estimates = {"rim": x_hat}
             if src.baseline:
                 estimates["baseline"] = _baseline(src, batch)
@@ -379,13 +392,40 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
         if rim_psnr is not None and other is not None and math.isfinite(other) and not rim_psnr > other:
             src.notes.append(f"the RIM does not beat {labels[method]} in mean PSNR ({rim_psnr:.2f} dB vs "
                              f"{other:.2f} dB): train longer or larger before trusting it")
+    consistency = _consistency(src.attrs, fits, flags, calibration)
+    if consistency and consistency.get("flagged"):
+        src.notes.append(f"{consistency['flagged']} of {n} samples fit y worse or better than the calibration set "
+                         f"allows ({consistency['statistic']} outside [{_bound(consistency['low'])}, "
+                         f"{_bound(consistency['high'])}]): possibly out of distribution, see ood in {src.path}")
     return {
+        "uncertainty": tally.result() if tally is not None else None, "data_fit": consistency,
         "file": str(src.path), "observations": str(src.observations_path), "truth": str(src.truth_path),
         "samples": n, "forward_model": src.attrs.get("forward_model"), "magnitude": src.complex_channels,
         "methods": methods, "labels": {m: labels[m] for m in methods}, "metrics": metrics,
         "per_sample": {m: values[m] for m in methods}, "summary": summary, "notes": list(src.notes),
         "tikhonov": ({**src.tikhonov, "from_run": src.tikhonov_from_run} if src.tikhonov else None),
     }
+
+
+def _bound(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
+def _consistency(attrs: dict[str, Any], fits: list[float], flags: list[int],
+                 calibration: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The data-consistency summary of a reconstruction file: its per-sample ``data_fit``, their
+    summary and, when calibrated, how many samples were flagged ``ood`` at which thresholds."""
+    if not fits:
+        return None
+    statistic = (attrs.get(DATA_FIT_ATTR) or {}).get("statistic", DATA_FIT)
+    out: dict[str, Any] = {"statistic": statistic, "per_sample": fits,
+                           "summary": summarize(torch.tensor(fits, dtype=torch.float64))}
+    if calibration and flags:
+        rule = calibration.get("data_fit") or {}
+        out.update({"flagged": int(sum(flags)), "flagged_fraction": sum(flags) / len(flags), "low": rule.get("low"),
+                    "high": rule.get("high"), "false_alarm": rule.get("false_alarm"),
+                    "calibration_median": rule.get("median")})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -436,6 +476,7 @@ def format_table(result: dict[str, Any], per_sample: bool = False) -> str:
     lines += _table(header, rows)
     if "ssim" not in metrics:
         lines.append(f"(no SSIM: x has no spatial axes of at least {SSIM_WINDOW} samples)")
+    lines += _uncertainty_lines(result)
     if per_sample and "per_sample" in result:
         lines.append("")
         short = {"rim": "RIM", "baseline": result["labels"].get("baseline", "baseline"), TIKHONOV: "Tikhonov",
@@ -449,6 +490,30 @@ def format_table(result: dict[str, Any], per_sample: bool = False) -> str:
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def _uncertainty_lines(result: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    fit = result.get("data_fit")
+    if fit:
+        s = fit["summary"]
+        line = f"data consistency ({fit['statistic']} of F(x_hat) against y): median {s['median']:.4g}"
+        if "flagged" in fit:
+            line += (f", calibration median {_bound(fit['calibration_median'])}; flagged as possibly out of "
+                     f"distribution: {fit['flagged']} of {result['samples']} ({fit['flagged_fraction']:.1%}; "
+                     f"outside [{_bound(fit['low'])}, {_bound(fit['high'])}], expected at most "
+                     f"{fit['false_alarm']:.0%} in distribution)")
+        lines += ["", line]
+    u = result.get("uncertainty")
+    if u:
+        def pct(v):
+            return "n/a" if v is None else f"{v:.1%}"
+        rho = u["rank_correlation"]
+        lines += ["", f"uncertainty (x_hat +- x_uncertainty, calibrated for {u['coverage']:.0%}): pixels inside "
+                      f"{pct(u['pixel_coverage'])}, whole images inside {pct(u['image_coverage'])} (at the image "
+                      f"factor), mean half-width {_fmt('nmse', u['mean_half_width'])}, rank correlation of the "
+                      f"half-width with the error {'n/a' if rho is None else f'{rho:.2f}'}"]
+    return lines
 
 
 def _finite(obj: Any) -> Any:
@@ -489,7 +554,8 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
                 observations: Optional[PathLike] = None) -> dict[str, Any]:
     """Everything about sample ``index`` of a reconstruction file, as CPU tensors without the
     sample axis: ``x_hat``, ``baseline`` (or None), ``y``, ``truth`` (or None), ``trajectory``
-    ``(step, *x_dims)`` and ``trajectory_nmse`` ``(step,)`` when stored, ``params``; and
+    ``(step, *x_dims)``, ``trajectory_nmse`` ``(step,)``, ``x_uncertainty``, ``x_spread``,
+    ``data_fit`` and ``ood`` when stored (else None), ``params``; and
     ``x_dims``, ``y_dims``, ``complex_channels``, ``baseline_name``, ``attrs``, ``samples``,
     ``index``, ``notes``, ``forward_model`` (the rebuilt instance, for its ``plot_observation``). A missing ground truth is allowed (``truth`` is None); negative indices
     count from the end. Raises a one-line :class:`DataError` for an index out of range.
@@ -502,9 +568,9 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
                                "complex_channels": src.complex_channels, "baseline_name": src.baseline,
                                "notes": list(src.notes), "path": src.path,
                                "forward_model": src.problem.forward_model}
-        rows = read_rows(src.path, i, i + 1, (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE))
+        rows = read_rows(src.path, i, i + 1, (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE, UNCERTAINTY, SPREAD, DATA_FIT, OOD))
         out["x_hat"] = rows[ESTIMATE][0]
-        for name in (TRAJECTORY, TRAJECTORY_NMSE):
+        for name in (TRAJECTORY, TRAJECTORY_NMSE, UNCERTAINTY, SPREAD, DATA_FIT, OOD):
             out[name] = rows[name][0] if rows[name] is not None else None
         out["truth"] = src.truth.read_checked(i, i + 1)[TRUTH][0] if src.truth is not None else None
         out["y"] = out["baseline"] = None

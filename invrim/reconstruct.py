@@ -10,12 +10,23 @@ is renamed to ``OUT``: a file under the final name is always complete.
 
 Reading, computing and writing overlap: a reader thread prefetches batches and a writer thread
 writes them while the model runs.
+
+Every sample also gets its data consistency, ``data_fit`` (:func:`data_fit`: the reduced χ² of
+``F(x_hat)`` against ``y`` for Gaussian noise, the deviance per value for Poisson). With an
+ensemble (more runs of the same problem) ``x_hat`` is the members' mean and ``x_spread`` their
+per-pixel standard deviation. With ``uncertainty=True`` the conformal calibration stored in the
+run folder (:func:`invrim.uncertainty.calibrate`, ``invrim calibrate``) turns the per-pixel
+scale (:func:`estimate`) into ``x_uncertainty`` and flags samples whose ``data_fit`` lies outside
+the calibration set's range (``ood``). The arithmetic that applies a calibration lives here
+(:func:`half_width`, :func:`flag_out_of_distribution`), so that reconstruction needs nothing
+above its layer; :mod:`invrim.uncertainty` makes the calibrations.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import math
 import os
 import platform
 import queue
@@ -23,7 +34,7 @@ import threading
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,8 +46,10 @@ from .data import HDF5Dataset
 from .data import reconstruction as fmt
 from .data.io import output_problem, partial_path
 from .data.reconstruction import DONE, OUTPUT_FORMAT, STEP, TRAJECTORY, TRAJECTORY_NMSE, read_reconstruction  # noqa: F401
+from .data.reconstruction import DATA_FIT, DATA_FIT_ATTR, ENSEMBLE_ATTR, OOD, SPREAD, UNCERTAINTY, UNCERTAINTY_ATTR
 from .data.schema import ESTIMATE, OBSERVATION, TRUTH, DataError
 from .data.validation import read_attrs
+from .likelihoods import Gaussian, Poisson
 from .metrics import magnitude
 from .rim import RIM
 from .runs import RunFolder, file_digest
@@ -61,7 +74,146 @@ def load_run(run: PathLike, weights: Union[str, int] = "best", device: Union[str
     return rim, path, folder.data_record()
 
 
-def _check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
+def load_members(runs: Sequence[PathLike], weights: Union[str, int] = "best",
+                 device: Union[str, torch.device, None] = None, precision: Optional[str] = None) -> list:
+    """The further members of an ensemble: ``[(rim, weight_file, data_record, run_path)]``."""
+    members = []
+    for run in runs:
+        rim, path, record = load_run(run, weights, device)
+        if precision is not None:
+            rim.precision = precision
+        members.append((rim, path, record, Path(run)))
+    return members
+
+
+def check_distinct(weights: Path, members: list) -> None:
+    """A one-line error when an ensemble member has the same weights as the run or another member
+    (the spread of identical weights is zero: no ensemble)."""
+    seen = {file_digest(weights): "the main run"}
+    for _, path, _, run in members:
+        digest = file_digest(path)
+        if digest in seen:
+            raise DataError(f"ensemble member {run} has the same weights as {seen[digest]}: train the members "
+                            "with different --seed")
+        seen[digest] = str(run)
+
+
+def member_record(members: list) -> list[dict[str, Any]]:
+    """How a calibration or an output names its ensemble members: run, weight file, SHA-256."""
+    return [{"run": str(run.resolve()), "weights": path.name, "sha256": file_digest(path)}
+            for _, path, _, run in members]
+
+
+# ---- the per-pixel scale and the data consistency -----------------------------------------
+#: The per-pixel scales the conformal intervals can be normalised by.
+SCALES = ("trajectory", "ensemble")
+
+
+def trajectory_scale(xs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The per-pixel scale of one RIM: the root mean square, over the second half of its trajectory,
+    of ``x_t − x_T`` (how much each pixel still moves while the RIM settles; zero for ``T = 1``).
+    ``xs``: the estimates ``[x_1 … x_T]`` in physical space, each ``(B, *x_dims)``."""
+    last = xs[-1]
+    steps = list(xs[max(0, len(xs) // 2 - 1):-1])
+    if not steps:
+        return torch.zeros_like(last)
+    return torch.stack([(x - last) ** 2 for x in steps]).mean(dim=0).sqrt()
+
+
+def estimate(rims: Sequence, y: torch.Tensor, params: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Reconstruct a batch with one RIM or an ensemble: ``{"x_hat", "steps", "scale", "spread"}``.
+
+    ``x_hat`` ``(B, *x_dims)`` is the (members' mean) final estimate, ``steps`` the (mean)
+    trajectory ``[x_1 … x_T]``, ``spread`` the members' per-pixel standard deviation (None for
+    one RIM) and ``scale`` the per-pixel scale of the conformal intervals: ``spread`` for an
+    ensemble, :func:`trajectory_scale` for one RIM. Physical space (after the link function).
+    """
+    with torch.inference_mode():
+        runs = [[rim.link_function(x) for x in rim(y, **params)] for rim in rims]
+        if len(runs) == 1:
+            steps = runs[0]
+            return {"x_hat": steps[-1], "steps": steps, "scale": trajectory_scale(steps), "spread": None}
+        lengths = {len(r) for r in runs}
+        if len(lengths) > 1:
+            raise ValueError(f"the ensemble's members run different numbers of steps ({sorted(lengths)}): "
+                             "train them with the same T")
+        finals = torch.stack([r[-1] for r in runs])                  # (K, B, *x_dims)
+        steps = [torch.stack([r[t] for r in runs]).mean(dim=0) for t in range(len(runs[0]))]
+        spread = finals.std(dim=0)
+        return {"x_hat": steps[-1], "steps": steps, "scale": spread, "spread": spread}
+
+
+def data_fit_name(likelihood) -> str:
+    """What :func:`data_fit` measures for ``likelihood``."""
+    if isinstance(likelihood, Gaussian):
+        return "reduced chi-square"
+    if isinstance(likelihood, Poisson):
+        return "Poisson deviance per value"
+    return "2 x energy per value"
+
+
+def data_fit(problem, x: torch.Tensor, y: torch.Tensor, **params: Any) -> torch.Tensor:
+    """The goodness of fit of ``F(x)`` to ``y`` per sample ``(B,)`` float64, about 1 for a good fit.
+
+    Gaussian noise: the reduced χ², ``Σ |y − F(x)|² / σ²`` over the number of real values
+    (twice the entries for complex ``y``). Poisson: the deviance ``2 Σ [y log(y/λ) − (y − λ)]`` per
+    value (``λ`` the rate). Any other likelihood: twice its energy per value.
+    """
+    with torch.inference_mode():
+        prediction = problem.forward_model(x, **params)
+        lik = problem.likelihood
+        values = y[0].numel() * (2 if y.is_complex() else 1)
+        if isinstance(lik, Poisson):
+            lam = lik.rate(prediction, params.get("gain"), params.get("background")).double()
+            yd = y.double()
+            ylog = torch.where(yd > 0, yd * torch.log(yd.clamp_min(1e-300) / lam), torch.zeros_like(yd))
+            dev = 2 * (ylog - (yd - lam))
+            return dev.reshape(dev.shape[0], -1).sum(dim=1) / values
+        return 2 * lik.energy(prediction, y, **params).double() / values
+
+
+def quantile(calibration: dict[str, Any], coverage: Optional[float] = None, per: str = "pixel") -> float:
+    """The conformal quantile of a calibration record (:func:`invrim.uncertainty.calibrate`): for
+    per-pixel intervals (``per="pixel"``) or whole-image bands (``per="image"``), at the record's
+    coverage or at another of its ``levels``."""
+    if per not in ("pixel", "image"):
+        raise ValueError(f"per must be 'pixel' or 'image', got {per!r}")
+    if coverage is None:
+        return float(calibration[per]["quantile"])
+    for key, level in calibration["levels"].items():
+        if abs(float(key) - coverage) < 1e-9:
+            return float(level[per])
+    raise ValueError(f"the calibration has no level {coverage}; it has {', '.join(calibration['levels'])}")
+
+
+def half_width(calibration: dict[str, Any], scale: torch.Tensor, coverage: Optional[float] = None,
+               per: str = "pixel") -> torch.Tensor:
+    """The calibrated per-pixel half-width ``q · (scale + floor)`` (see :func:`quantile`)."""
+    return quantile(calibration, coverage, per) * (scale + calibration["scale"]["floor"])
+
+
+def flag_out_of_distribution(calibration: dict[str, Any], fit: torch.Tensor) -> torch.Tensor:
+    """1 where ``data_fit`` lies outside the calibration's ``[low, high]`` range (uint8 ``(B,)``)."""
+    rule = calibration["data_fit"]
+    low = -math.inf if rule["low"] is None else rule["low"]
+    high = math.inf if rule["high"] is None else rule["high"]
+    return ((fit < low) | (fit > high)).to(torch.uint8)
+
+
+def check_calibration(calibration: dict[str, Any], run: Path, weights: Path, members: list) -> None:
+    """A one-line error unless ``calibration`` was made with these weights and ensemble members."""
+    if calibration.get("weights", {}).get("sha256") != file_digest(weights):
+        raise DataError(f"the calibration in {run} was made with other weights than {weights.name}: run "
+                        f"'invrim calibrate {run} CAL.h5' again (the same --weights)")
+    saved = [m["sha256"] for m in calibration.get("ensemble") or []]
+    given = [m["sha256"] for m in member_record(members)]
+    if saved != given:
+        raise DataError(f"the calibration in {run} was made with {len(saved)} further ensemble member(s) but "
+                        f"{len(given)} are used here, or other ones: reconstruct with the calibration's "
+                        "--ensemble, or calibrate again")
+
+
+def check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
     attrs = dataset.info.attrs
     if rim.problem is None:
         raise DataError(f"{run} was trained with a custom score/energy function, not a registered problem: "
@@ -84,23 +236,39 @@ def _check_match(rim, record: dict, dataset, run: Path, obs: Path) -> None:
                             f"{tuple(shapes['x'])}")
 
 
-def _settings(obs: Path, created: Optional[str], weights: Path, trajectory: bool) -> dict[str, Any]:
-    """What makes two reconstructions the same job (recorded as ``resume`` in the output)."""
+def _settings(obs: Path, created: Optional[str], weights: Path, trajectory: bool,
+              extra: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """What makes two reconstructions the same job (recorded as ``resume`` in the output);
+    ``extra``: the optional settings (``precision`` other than fp32, the ``uncertainty``
+    calibration's digest, the ``ensemble`` members' digests), recorded only when set."""
     return {"input": _fingerprint(obs), "input_created": created, "checkpoint_sha256": file_digest(weights),
-            "trajectory": bool(trajectory)}
+            "trajectory": bool(trajectory), **{k: v for k, v in (extra or {}).items() if v}}
 
 
-def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool, precision: str = "fp32") -> bool:
+def _extra_settings(precision: str, calibration: Optional[dict[str, Any]], members: list) -> dict[str, Any]:
+    digest = None
+    if calibration is not None:
+        import hashlib
+        digest = hashlib.sha256(json.dumps(calibration, sort_keys=True).encode()).hexdigest()
+    return {"precision": precision if precision != "fp32" else None, "uncertainty": digest,
+            "ensemble": [m["sha256"] for m in member_record(members)] or None}
+
+
+def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool, precision: str = "fp32",
+                  extra: Optional[dict[str, Any]] = None) -> bool:
     """True when ``out`` is a complete reconstruction of the same job (same input file, weights and
-    options), so that rerunning the command that made it is a no-op, as job schedulers expect."""
+    options, ``--uncertainty`` and ensemble included), so that rerunning the command that made it
+    is a no-op, as job schedulers expect."""
+    extra = {"precision": precision if precision != "fp32" else None, **(extra or {})}
     try:
         attrs = fmt.read_reconstruction(out)
         saved = attrs.get("resume") or {}
         saved = json.loads(saved) if isinstance(saved, str) else saved
-        wanted = _settings(obs, read_attrs(obs).get("created"), weights, trajectory)
+        wanted = _settings(obs, read_attrs(obs).get("created"), weights, trajectory, extra)
     except (DataError, OSError, ValueError):
         return False
-    return all(saved.get(k) == v for k, v in wanted.items()) and saved.get("precision", "fp32") == precision
+    keys = {*wanted, *(k for k in fmt.OPTIONAL_SETTINGS if k in saved)}
+    return all(saved.get(k) == wanted.get(k) for k in keys)
 
 
 def _nmse_steps(xs: list[torch.Tensor], truth: torch.Tensor, complex_channels: bool = False) -> torch.Tensor:
@@ -143,7 +311,8 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
                 trajectory: bool = False, weights: Union[str, int] = "best", overwrite: bool = False,
                 device: Union[str, torch.device, None] = None, progress: bool = True,
                 check_values: bool = True, checkpoint: Union[str, int, None] = None,
-                precision: Optional[str] = None) -> Path:
+                precision: Optional[str] = None, uncertainty: bool = False,
+                ensemble: Optional[Sequence[PathLike]] = None) -> Path:
     """Reconstruct every observation of ``observations`` with the RIM trained in ``run``.
 
     Parameters
@@ -169,6 +338,17 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     precision
         The backbone's precision for this job (``"fp32"``, ``"bf16"``, ``"fp16"``); default: the
         one saved with the run.
+    uncertainty
+        Apply the conformal calibration stored in ``run`` (``invrim calibrate``): write
+        ``x_uncertainty`` (the half-width of per-pixel intervals at the calibrated coverage) and
+        ``ood`` (1 where the sample's ``data_fit`` lies outside the calibration set's range). A
+        calibration made with an ensemble uses its members (``ensemble`` may be omitted). A run
+        without calibration is a one-line error saying how to make one.
+    ensemble
+        Further run folders of the same problem (e.g. trained with other seeds): ``x_hat`` is the
+        mean of all members, ``x_spread`` their per-pixel standard deviation.
+
+    Every output also holds ``data_fit`` ``(sample,)``, see :func:`data_fit`.
 
     Notes
     -----
@@ -189,23 +369,34 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         dd.on_main(lambda: hold.enter_context(fmt.exclusive(Path(output))), DataError)
         return _reconstruct(run, observations, output, batch_size=batch_size, trajectory=trajectory,
                             weights=weights, overwrite=overwrite, device=device, progress=progress,
-                            check_values=check_values, precision=precision)
+                            check_values=check_values, precision=precision, uncertainty=uncertainty,
+                            ensemble=ensemble)
 
 
 def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
                  trajectory: bool = False, weights: Union[str, int] = "best", overwrite: bool = False,
                  device: Union[str, torch.device, None] = None, progress: bool = True,
-                 check_values: bool = True, precision: Optional[str] = None) -> Path:
+                 check_values: bool = True, precision: Optional[str] = None, uncertainty: bool = False,
+                 ensemble: Optional[Sequence[PathLike]] = None) -> Path:
     rank, world = dd.rank(), dd.world_size()
     device = dd.local_device(device)
     run, obs, out = Path(run), Path(observations), Path(output)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    calibration = RunFolder(run).calibration() if uncertainty else None
+    if calibration is not None and ensemble is None:
+        ensemble = [m["run"] for m in calibration.get("ensemble") or []]
+    selected = weights
     rim, weights, record = load_run(run, weights, device)
     if precision is not None:
         rim.precision = precision              # this job's, not saved: the run keeps its own
+    members = load_members(ensemble or [], selected, device, rim.precision)
+    check_distinct(weights, members)
+    if calibration is not None:
+        check_calibration(calibration, run, weights, members)
+    extra = _extra_settings(rim.precision, calibration, members)
     if not overwrite and out.is_file() and dd.broadcast_object(
-            _already_done(out, obs, weights, trajectory, rim.precision) if rank == 0 else None):
+            _already_done(out, obs, weights, trajectory, rim.precision, extra) if rank == 0 else None):
         log.info("%s is complete already (the same input, weights and options): nothing to do", out)
         return out                            # a rerun after a kill past the final rename
     problem = output_problem(out, overwrite, inputs=[obs]) if rank == 0 else None
@@ -221,13 +412,16 @@ def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, bat
     if dataset is None:
         dataset = HDF5Dataset(obs, dtype=dtype, check_values=False)
     try:
-        _check_match(rim, record, dataset, run, obs)
+        check_match(rim, record, dataset, run, obs)
         rim.problem = dataset.problem          # the observation file's own physics gives the score
+        for member, _, member_data, member_run in members:
+            check_match(member, member_data, dataset, member_run, obs)
+            member.problem = dataset.problem
         n = len(dataset)
-        settings = _settings(obs, dataset.info.attrs.get("created"), weights, trajectory)
-        if rim.precision != "fp32":           # another precision is another job (fp32 files stay as they were)
-            settings["precision"] = rim.precision
-        job = dict(rim=rim, dataset=dataset, run=run, weights=weights, trajectory=trajectory, version=__version__)
+        # another precision, calibration or ensemble is another job (plain fp32 files stay as they were)
+        settings = _settings(obs, dataset.info.attrs.get("created"), weights, trajectory, extra)
+        job = dict(rim=rim, dataset=dataset, run=run, weights=weights, trajectory=trajectory, version=__version__,
+                   members=members, calibration=calibration)
         if world == 1:
             if partial.exists() and overwrite:
                 partial.unlink()
@@ -291,6 +485,8 @@ def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, prog
     """Reconstruct samples ``start:stop`` into ``path`` (row ``i`` = sample ``start + i``), skipping
     the batches already done; reading, computing and writing overlap."""
     rim, dataset, trajectory = job["rim"], job["dataset"], job["trajectory"]
+    rims = [rim, *(m[0] for m in job["members"])]
+    calibration = job["calibration"]
     complex_channels = bool(getattr(dataset.problem.forward_model, "x_complex_channels", False))
     device = next(rim.model.parameters()).device
     done = fmt.done_flags(path)
@@ -339,9 +535,15 @@ def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, prog
             y = batch.pop(OBSERVATION).to(device)
             truth = batch.pop(TRUTH, None)
             params = {k: v.to(device) for k, v in batch.items()}
-            with torch.inference_mode():
-                xs = [rim.link_function(x) for x in rim(y, **params)]
-            arrays = {ESTIMATE: xs[-1].cpu().numpy()}
+            result = estimate(rims, y, params)
+            xs = result["steps"]
+            fit = data_fit(dataset.problem, result["x_hat"], y, **params)
+            arrays = {ESTIMATE: result["x_hat"].cpu().numpy(), DATA_FIT: fit.cpu().numpy()}
+            if result["spread"] is not None:
+                arrays[SPREAD] = result["spread"].cpu().numpy()
+            if calibration is not None:
+                arrays[UNCERTAINTY] = half_width(calibration, result["scale"]).cpu().numpy()
+                arrays[OOD] = flag_out_of_distribution(calibration, fit).cpu().numpy()
             if trajectory:
                 arrays[TRAJECTORY] = torch.stack(xs, dim=1).cpu().numpy()
             if truth is not None:
@@ -399,6 +601,13 @@ def _create_output(partial: Path, out: Path, start: int, stop: int, settings: di
         variables[TRAJECTORY] = ((STEP, *x_dims), x0.dtype)
     if has_truth:
         variables[TRAJECTORY_NMSE] = ((STEP,), np.float64)
+    variables[DATA_FIT] = ((), np.float64)
+    if job["members"]:
+        variables[SPREAD] = (x_dims, x0.dtype)
+    calibration = job["calibration"]
+    if calibration is not None:
+        variables[UNCERTAINTY] = (x_dims, x0.dtype)
+        variables[OOD] = ((), np.uint8)
     attrs = dataset.info.attrs
     providers = attrs.get("providers") or {}
     versions = {"invrim": version, "torch": torch.__version__, "python": platform.python_version()}
@@ -419,6 +628,21 @@ def _create_output(partial: Path, out: Path, start: int, stop: int, settings: di
         "options": {"batch_size": batch_size, "trajectory": trajectory, "T": rim.T},
         "providers": providers, "versions": versions,
         "resume": {**settings, "batch_size": batch_size},
+        DATA_FIT_ATTR: {"statistic": data_fit_name(dataset.problem.likelihood)},
     }
+    if job["members"]:
+        file_attrs[ENSEMBLE_ATTR] = member_record(job["members"])
+    if calibration is not None:
+        file_attrs[UNCERTAINTY_ATTR] = _uncertainty_attrs(calibration, run)
     fmt.create(partial, out, n, variables, sizes, file_attrs)
     return batch_size
+
+
+def _uncertainty_attrs(calibration: dict[str, Any], run: Path) -> dict[str, Any]:
+    """What a reconstruction file says about its intervals (the ``uncertainty`` attribute)."""
+    keep = ("coverage", "guarantee", "scale", "pixel", "image", "levels", "data_fit", "file", "created")
+    return {"calibration": str(run.resolve()), **{k: calibration[k] for k in keep if k in calibration},
+            "variable": UNCERTAINTY,
+            "interval": f"[x_hat - {UNCERTAINTY}, x_hat + {UNCERTAINTY}]",
+            "image_factor": calibration["image"]["quantile"] / calibration["pixel"]["quantile"]
+            if calibration["pixel"]["quantile"] > 0 else None}

@@ -11,6 +11,7 @@ A folder written by :func:`invrim.training.fit` (``invrim train``) holds::
     state_epoch0007.safetensors     resume state: raw weights, EMA weights, optimizer tensors
     state_epoch0007.json            resume state: epoch, step, optimizer, scheduler, history …
     metrics.jsonl                   one JSON line per epoch
+    calibration.json                the conformal calibration of ``invrim calibrate`` (optional)
 
 Tensors are safetensors, everything else JSON; nothing is pickled. Every file is written to a
 temporary name, flushed and renamed into place, and the index is replaced last, so a run killed
@@ -45,6 +46,9 @@ TRAINING_FILE = "training.json"
 DATA_FILE = "data.json"
 METRICS_FILE = "metrics.jsonl"
 BASELINES_FILE = "baselines.json"
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FORMAT = "invrim-calibration"
+CALIBRATION_VERSION = 1
 #: The files a run folder may hold before its first checkpoint (a run killed while starting).
 _STARTING_FILES = {MODEL_FILE, TRAINING_FILE, DATA_FILE, METRICS_FILE, BASELINES_FILE}
 
@@ -314,6 +318,36 @@ class RunFolder:
         """Write ``baselines.json``."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / BASELINES_FILE, record)
+
+    def has_calibration(self) -> bool:
+        """Whether ``invrim calibrate`` has stored a calibration in this run folder."""
+        return (self.path / CALIBRATION_FILE).is_file()
+
+    def calibration(self) -> dict[str, Any]:
+        """``calibration.json``: the conformal calibration of :func:`invrim.uncertainty.calibrate`;
+        a one-line :class:`CheckpointError` saying how to make one when there is none."""
+        self.model_config()                       # clear errors for a non-run folder
+        path = self.path / CALIBRATION_FILE
+        if not path.is_file():
+            raise CheckpointError(f"{self.path} has no calibration: run 'invrim calibrate {self.path} CAL.h5' "
+                                  "(CAL.h5: simulated pairs x, y not used for training, e.g. from 'invrim "
+                                  "simulate') before asking for uncertainty")
+        record = read_json(path)
+        if not isinstance(record, dict) or record.get("format") != CALIBRATION_FORMAT:
+            raise CheckpointError(f"{path} is not an invrim calibration file")
+        if record.get("format_version", 0) > CALIBRATION_VERSION:
+            raise CheckpointError(f"{path} has calibration format version {record['format_version']}; this "
+                                  f"invrim reads up to version {CALIBRATION_VERSION}: upgrade invrim")
+        return record
+
+    def write_calibration(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write ``calibration.json`` (replacing an older one); returns the record as written,
+        with its format fields."""
+        self.model_config()
+        record = {"format": CALIBRATION_FORMAT, "format_version": CALIBRATION_VERSION,
+                  "invrim_version": __version__, **record}
+        write_json(self.path / CALIBRATION_FILE, record)
+        return record
 
     def metrics(self) -> list[dict[str, Any]]:
         """The per-epoch records of ``metrics.jsonl`` (a torn last line is skipped)."""

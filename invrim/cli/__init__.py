@@ -30,11 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info = sub.add_parser("info", help="versions, the available components and the precisions this machine runs well")
     info.set_defaults(handler=_info)
-    from . import evaluate, plugins, reconstruct, show, simulate, train
+    from . import calibrate, evaluate, import_cmd, plugins, reconstruct, show, simulate, train
     plugins.add_parser(sub)
     simulate.add_parser(sub)
+    import_cmd.add_parser(sub)
     train.add_parser(sub)
     reconstruct.add_parser(sub)
+    calibrate.add_parser(sub)
     evaluate.add_parser(sub)
     show.add_parser(sub)
     return parser

@@ -9,11 +9,14 @@ EPILOG = """examples:
   invrim evaluate recon.h5                       # truth and observations from the reconstructed file
   invrim evaluate recon.h5 --truth clean.h5      # the ground truth x lives in another data file
   invrim evaluate recon.h5 --observations moved/test.h5 --json --per-sample > metrics.json
+  invrim evaluate recon.h5 --plot calibration.png   # a file written with --uncertainty: its calibration
 
 Rows: the RIM (x_hat), the forward model's pseudo-inverse or adjoint of y (the classical baseline)
 and, when y is a real image of x's shape (denoising, deblurring), the observation itself. Complex
 images stored as (real, imag) channels are compared as magnitude images. --json writes strict JSON
-(null where a value is not finite)."""
+(null where a value is not finite). Below the table: the data consistency of every sample (reduced
+chi-square or Poisson deviance of F(x_hat) against y, with the number flagged as possibly out of
+distribution) and, for a file written with --uncertainty, the coverage of its intervals."""
 
 
 def add_parser(sub) -> None:
@@ -29,6 +32,8 @@ def add_parser(sub) -> None:
                    help="the observation file (default: the input_file recorded in OUT)")
     p.add_argument("--json", action="store_true", help="print JSON to stdout instead of the table")
     p.add_argument("--per-sample", action="store_true", help="also list every sample's metrics")
+    p.add_argument("--plot", metavar="FIG", help="with a file written with --uncertainty: write the calibration "
+                   "figure (coverage against nominal, width against error, data fit per sample)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="samples evaluated at a time (default 64)")
     p.set_defaults(handler=run)
 
@@ -43,4 +48,10 @@ def run(args: argparse.Namespace) -> int:
         print(to_json(result, per_sample=args.per_sample))
     else:
         print(format_table(result, per_sample=args.per_sample))
+    if args.plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        from ..viz import plot_calibration
+        plot_calibration(result, output=args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -9,6 +9,13 @@ from .arguments import positive_int
 EPILOG = """examples:
   invrim reconstruct run/ test.h5 -o recon.h5
   invrim reconstruct run/ test.h5 -o recon.h5 --batch-size 64 --trajectory --weights last
+  invrim reconstruct run/ obs.h5 -o recon.h5 --uncertainty        # after 'invrim calibrate run/ cal.h5'
+  invrim reconstruct run0/ obs.h5 -o recon.h5 --ensemble run1/ run2/   # mean and spread of three RIMs
+
+Every output holds data_fit per sample (reduced chi-square of F(x_hat) against y for Gaussian noise,
+the Poisson deviance per value for Poisson noise). --uncertainty adds x_uncertainty (the half-width of
+the calibrated per-pixel interval x_hat +- x_uncertainty) and ood (1 where data_fit lies outside the
+calibration set's range); see docs/uncertainty.md.
 
 Killed or interrupted? Run the same command again: it finishes the job from RECON.h5.partial, and
 once RECON.h5 is complete the same command is a no-op (exit 0). A complete output is never
@@ -39,6 +46,12 @@ def add_parser(sub) -> None:
     p.add_argument("--no-check-values", action="store_true", help="skip the NaN/Inf scan of the input")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="precision of the backbone for this job (default: the run's own, saved with it)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="write calibrated per-pixel intervals (x_uncertainty) and the out-of-distribution flag "
+                        "(ood); needs 'invrim calibrate RUN CAL.h5' first")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN2", default=None,
+                   help="further run folders of the same problem: x_hat is the members' mean, x_spread their "
+                        "standard deviation (with --uncertainty: default the calibration's members)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -51,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     path = reconstruct(args.run, args.observations, args.output, batch_size=args.batch_size,
                        trajectory=args.trajectory, weights=args.weights, overwrite=args.overwrite,
                        device=args.device, progress=not args.quiet, check_values=not args.no_check_values,
-                       precision=args.precision)
+                       precision=args.precision, uncertainty=args.uncertainty, ensemble=args.ensemble)
     from .. import distributed as dd
     if dd.is_main():
         # without --overwrite an existing output is only ever returned when it is complete already

@@ -6,6 +6,14 @@ A reconstruction file is a netCDF-4/HDF5 file with the attribute ``invrim_format
 * ``x_hat`` ``(sample, *x_dims)`` — the final estimates;
 * ``trajectory`` ``(sample, step, *x_dims)`` — every step, when asked for;
 * ``trajectory_nmse`` ``(sample, step)`` — the NMSE of every step, when the input had ``x``;
+* ``data_fit`` ``(sample,)`` — the likelihood's goodness of fit of ``F(x_hat)`` to ``y`` (the
+  reduced χ² for Gaussian noise, the deviance per value for Poisson; attribute ``data_fit``);
+* ``x_spread`` ``(sample, *x_dims)`` — the per-pixel standard deviation over an ensemble's
+  members (``x_hat`` is then their mean), when reconstructed with an ensemble;
+* ``x_uncertainty`` ``(sample, *x_dims)`` — the calibrated half-width of the per-pixel interval
+  ``[x_hat − x_uncertainty, x_hat + x_uncertainty]``, and ``ood`` ``(sample,)`` — 1 for a sample
+  whose ``data_fit`` lies outside the calibration set's range (attribute ``uncertainty``), when
+  reconstructed with ``--uncertainty``;
 * ``done`` ``(sample,)`` — 1 for every sample written (the resume bookkeeping);
 
 and attributes naming the input, the run, the weights' SHA-256, the physics, the versions and the
@@ -39,8 +47,19 @@ TRAJECTORY = "trajectory"
 TRAJECTORY_NMSE = "trajectory_nmse"
 DONE = "done"
 STEP = "step"
+DATA_FIT = "data_fit"
+SPREAD = "x_spread"
+UNCERTAINTY = "x_uncertainty"
+OOD = "ood"
+#: File attributes: the calibration applied (JSON) and what ``data_fit`` measures (JSON).
+UNCERTAINTY_ATTR = "uncertainty"
+DATA_FIT_ATTR = "data_fit"
+ENSEMBLE_ATTR = "ensemble"
+_JSON_ATTRS = (UNCERTAINTY_ATTR, DATA_FIT_ATTR, ENSEMBLE_ATTR)
 #: The per-sample variables a reconstruction may hold, in the order they are merged.
-RESULTS = (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE)
+RESULTS = (ESTIMATE, TRAJECTORY, TRAJECTORY_NMSE, DATA_FIT, SPREAD, UNCERTAINTY, OOD)
+#: ``resume`` settings present only when a job uses them; a job without one never resumes a file with it.
+OPTIONAL_SETTINGS = ("precision", "uncertainty", "ensemble")
 _ZERO_FILL_BYTES = 64 * 1024 * 1024
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -110,8 +129,9 @@ def resume_state(partial: Path, settings: Mapping[str, Any]) -> Optional[int]:
     saved = attrs.get("resume") or {}
     if isinstance(saved, str):
         saved = json.loads(saved)
-    for key, value in settings.items():
-        if saved.get(key) != value:
+    keys = [*settings, *(k for k in OPTIONAL_SETTINGS if k in saved and k not in settings)]
+    for key in keys:
+        if saved.get(key) != settings.get(key):
             raise DataError(f"{partial} holds an unfinished reconstruction with a different {key.replace('_', ' ')}; "
                             "pass --overwrite (overwrite=True) to discard it and start again")
     return int(saved["batch_size"])
@@ -174,6 +194,12 @@ def read_reconstruction(path: PathLike) -> dict[str, Any]:
         raise DataError(f"{path} is not an invrim reconstruction file (made by 'invrim reconstruct')")
     if ESTIMATE not in names:
         raise DataError(f"{path}: missing variable {ESTIMATE!r}")
+    for key in _JSON_ATTRS:
+        if isinstance(attrs.get(key), str):
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except json.JSONDecodeError:
+                raise DataError(f"{path}: attribute {key!r} is not valid JSON") from None
     return attrs
 
 

@@ -10,6 +10,8 @@
   observation, the baseline computed from it and the truth, before any training.
 * :func:`plot_training` / :func:`read_metrics` (:mod:`invrim.viz.training`) — training and
   validation loss against the epoch, marking the best epoch.
+* :func:`plot_calibration` (:mod:`invrim.viz.uncertainty`) — the calibration of a file's
+  intervals: nominal against empirical coverage, width against error, the data fit per sample.
 * :func:`save_figure` — save a figure (format from the suffix) and close it.
 
 matplotlib is imported inside the functions (with the non-interactive Agg backend when saving),
@@ -25,6 +27,7 @@ from ._common import save_figure
 from .data import plot_data_sample
 from .reconstruction import plot_reconstruction, plot_sample
 from .training import plot_training, read_metrics
+from .uncertainty import plot_calibration
 
-__all__ = ["plot_data_sample", "plot_reconstruction", "plot_sample", "plot_training", "read_metrics",
+__all__ = ["plot_calibration", "plot_data_sample", "plot_reconstruction", "plot_sample", "plot_training", "read_metrics",
            "save_figure"]

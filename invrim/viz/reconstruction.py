@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..data.reconstruction import TRAJECTORY, TRAJECTORY_NMSE
+from ..data.reconstruction import DATA_FIT, OOD, SPREAD, TRAJECTORY, TRAJECTORY_NMSE, UNCERTAINTY
 from ..evaluation import prepare_images, read_sample, sample_metrics
 from ..metrics import nmse
 from ._common import (_upper_first, _COLOURS, IMAGE_CMAP, RESIDUAL_CMAP, PathLike, _check_output, _draw_observation, _image,
@@ -83,6 +83,10 @@ def _draw_trajectory(ax, sample: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 # layouts
 # ----------------------------------------------------------------------------------------------
+UNCERTAINTY_CMAP = "magma"
+_SPREAD_TITLES = {UNCERTAINTY: "Uncertainty (interval half-width)", SPREAD: "Ensemble spread (std)"}
+
+
 def _draw_images(fig, sample, views, how, base_name):
     """Layout for images: observation, baseline, reconstruction, truth on top; residuals and the
     error along the trajectory below (each row laid out on its own). Returns the (sub)figure that
@@ -100,10 +104,17 @@ def _draw_images(fig, sample, views, how, base_name):
     else:
         lo, hi = _limits(*(v[0] for v in views.values()), robust=True)
     names = {"baseline": f"{base_name} (baseline)", "x_hat": "RIM reconstruction", "truth": "Truth"}
+    spread = next((k for k in (UNCERTAINTY, SPREAD) if k in views), None)
+    if spread and not has_truth:
+        top[top.index("note")] = spread
     axes = rows[0].subplots(1, len(top))
     for ax, key in zip(np.atleast_1d(axes), top):
         if key == "observation":
             _draw_observation(rows[0], ax, sample, how)
+        elif key in (UNCERTAINTY, SPREAD):
+            u = views[key][0]
+            _image(rows[0], ax, u, _SPREAD_TITLES[key], UNCERTAINTY_CMAP, 0.0,
+                   float(np.percentile(u, 99.5)) or 1.0)
         elif key == "note":
             _note(ax, "The residuals, the metrics and the error\nalong the RIM trajectory need the truth:\n"
                       "pass --truth FILE (truth=…)", "No ground truth")
@@ -114,13 +125,18 @@ def _draw_images(fig, sample, views, how, base_name):
         return rows[0]
     res = {k: views[k][0] - views["truth"][0] for k in ("x_hat", "baseline") if k in views}
     r = max(float(np.percentile(np.abs(v), 99.5)) for v in res.values()) or 1.0
-    n_res = len(res)
+    n_res = len(res) + (1 if spread else 0)
     ncols = max(len(top), n_res + 2)
     gs = rows[1].add_gridspec(1, ncols)
-    for col, key in enumerate(k for k in ("x_hat", "baseline") if k in res):
+    # the RIM's error, its uncertainty beside it (on the error's scale), the baseline's error
+    panels = ["x_hat"] + ([spread] if spread else []) + (["baseline"] if "baseline" in res else [])
+    for col, key in enumerate(panels):
         ax = rows[1].add_subplot(gs[0, col])
-        label = "RIM" if key == "x_hat" else base_name
-        _image(rows[1], ax, res[key], f"{label} − truth", RESIDUAL_CMAP, -r, r)
+        if key == spread:
+            _image(rows[1], ax, views[spread][0], _SPREAD_TITLES[spread], UNCERTAINTY_CMAP, 0.0, r)
+        else:
+            label = "RIM" if key == "x_hat" else base_name
+            _image(rows[1], ax, res[key], f"{label} − truth", RESIDUAL_CMAP, -r, r)
     _draw_trajectory(rows[1].add_subplot(gs[0, n_res:]), sample)
     return rows[0]
 
@@ -191,13 +207,15 @@ def plot_sample(sample: dict[str, Any]):
     sample = dict(sample)
     sample["metrics"] = _sample_metric_values(sample)
     cc, x_dims = sample["complex_channels"], sample["x_dims"]
-    views = {key: _x_view(sample[key], x_dims, cc) for key in ("baseline", "x_hat", "truth")
+    views = {key: _x_view(sample[key], x_dims, cc) for key in ("baseline", "x_hat", "truth", UNCERTAINTY, SPREAD)
              if sample.get(key) is not None}
     img, _, how = views["x_hat"]
     kind = _kind(img)
     base_name = _upper_first(sample.get("baseline_name") or "baseline")
     if kind == "image":
         ncols = 4 if ("truth" in views or "baseline" in views) else 3
+        if "truth" in views and (UNCERTAINTY in views or SPREAD in views):
+            ncols = 5                        # residuals, the uncertainty and the trajectory below
         rows = 2 if "truth" in views else 1
         fig = plt.figure(figsize=(3.7 * ncols, 3.45 * rows + 0.75), layout="constrained")
         header = _draw_images(fig, sample, views, how, base_name)
@@ -212,6 +230,11 @@ def plot_sample(sample: dict[str, Any]):
     head = f"{Path(str(sample.get('path', ''))).name}: sample {sample['index']} of {sample['samples']}"
     physics = f"{attrs.get('forward_model', '?')} with {attrs.get('likelihood', '?')} noise"
     line2 = f"RIM {run}/{ckpt}" + (f"   ·   x shown as {how}" if how else "")
+    if sample.get(DATA_FIT) is not None:
+        statistic = (attrs.get("data_fit") or {}).get("statistic", "data fit")
+        line2 += f"   ·   {statistic} {float(sample[DATA_FIT]):.3g}"
+        if sample.get(OOD) is not None and int(sample[OOD]):
+            line2 += " (flagged: possibly out of distribution)"
     header.suptitle(f"{head}   ·   {physics}\n{line2}", fontsize=11)
     return fig
 
