@@ -53,7 +53,7 @@ from .validation import VariableInfo, check_variables, known_variables
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Bytes of all variables copied per step (a few samples: memory stays bounded).
-COPY_BYTES = 8 * 1024 * 1024
+COPY_BYTES = 32 * 1024 * 1024
 #: The attribute of an imported file recording where each variable came from (JSON).
 IMPORTED_ATTR = "imported"
 CHANNEL = "channel"
