@@ -71,12 +71,15 @@ class RadioInterferometry(LinearForwardModel):
     layout, frequency, declination, hour_angle, duration, integration, noise
         Simulation (:meth:`sample_parameters`): a bundled layout (``"vla"``, ``"alma_compact"``,
         ``"random"``) or a layout file; the observing frequency in Hz; the source declination in
-        degrees (a number, or ``[low, high]`` drawn uniformly per sample); the hour-angle range
+        degrees (a number, or ``[low, high]`` drawn uniformly per sample; ``None``: the layout's latitude
+        ± 30 deg); the hour-angle range
         ``[start, stop]`` in hours; the length of each sample's track in hours (a number or
         ``[low, high]``, drawn per sample, a window at a random place in ``hour_angle``); the time
         between snapshots in minutes; the noise σ (Jy, on each of the real and imaginary parts) of
         a baseline between two dishes of the layout's median diameter, ``σ_ij = noise · D²/(D_i D_j)``
         (a number or ``[low, high]``, log-uniform per sample).
+    min_elevation
+        Snapshots with the source lower than this (degrees) are not observed (their slots padded).
     primary_beam_fwhm
         FWHM in arcsec of a Gaussian primary beam multiplying the sky (``None``: no beam).
     backend, eps
@@ -85,6 +88,9 @@ class RadioInterferometry(LinearForwardModel):
     clean_gain, clean_iterations, clean_threshold
         The Högbom CLEAN baseline (:meth:`baseline`): loop gain, most components, and the stopping
         threshold in units of the dirty image's thermal noise.
+    pinv_iterations
+        Conjugate-gradient steps of the naturally weighted least squares of :meth:`pseudo_inverse`
+        (the RIM's starting point).
     """
 
     name = "radio_interferometry"
@@ -95,11 +101,11 @@ class RadioInterferometry(LinearForwardModel):
     param_dims = {"uv": ("visibility", "uv_component"), "weight": ("visibility",), "sigma": ("visibility",)}
 
     def __init__(self, image_size: Union[int, Sequence[int]] = 32, pixel_scale: Optional[float] = None,
-                 layout: str = "vla", frequency: float = 1.4e9, declination: Any = (10.0, 70.0),
+                 layout: str = "vla", frequency: float = 1.4e9, declination: Any = None,
                  hour_angle: Sequence[float] = (-4.0, 4.0), duration: Any = (1.0, 4.0), integration: float = 15.0,
-                 noise: Any = 0.5, primary_beam_fwhm: Optional[float] = None, backend: str = "finufft",
+                 noise: Any = 0.5, min_elevation: float = 15.0, primary_beam_fwhm: Optional[float] = None, backend: str = "finufft",
                  eps: Optional[float] = None, clean_gain: float = 0.1, clean_iterations: int = 1000,
-                 clean_threshold: float = 3.0) -> None:
+                 clean_threshold: float = 3.0, pinv_iterations: int = 10) -> None:
         super().__init__()
         self.height, self.width = _size(image_size)
         if backend not in BACKENDS:
@@ -110,6 +116,9 @@ class RadioInterferometry(LinearForwardModel):
         if not float(frequency) > 0:
             raise ValueError(f"frequency must be positive (Hz), got {frequency!r}")
         self.frequency = float(frequency)
+        if declination is None:                 # the band through the zenith, latitude ± 30 deg
+            lat = self._layout.latitude_deg
+            declination = (max(lat - 30.0, -85.0), min(lat + 30.0, 85.0))
         self.declination = _check_range(declination, "declination")
         if not (-90 <= self.declination[0] and self.declination[1] <= 90):
             raise ValueError(f"declination must lie in [-90, 90] degrees, got {declination!r}")
@@ -122,6 +131,12 @@ class RadioInterferometry(LinearForwardModel):
             raise ValueError(f"duration {duration!r} must lie in [0, the hour_angle range "
                              f"{self.hour_angle[1] - self.hour_angle[0]:g} h]")
         self.noise = _check_range(noise, "noise", low=0.0)
+        self.min_elevation = float(min_elevation)
+        for dec in torch.linspace(*self.declination, 7).tolist():
+            if float(self._elevation(self._hour_angles(), dec).max()) < self.min_elevation:
+                raise ValueError(f"a source at declination {dec:.3g} deg never rises above min_elevation "
+                                 f"{self.min_elevation:g} deg at the latitude of layout {self.layout!r} "
+                                 f"({self._layout.latitude_deg:g} deg) within hour_angle {list(self.hour_angle)}")
         if pixel_scale is None:
             wavelength = SPEED_OF_LIGHT / self.frequency
             pixel_scale = AUTO_MAX_FREQUENCY * wavelength / self._layout.max_baseline() / ARCSEC
@@ -133,6 +148,9 @@ class RadioInterferometry(LinearForwardModel):
         self.primary_beam_fwhm = None if primary_beam_fwhm is None else float(primary_beam_fwhm)
         self.clean_gain, self.clean_iterations = float(clean_gain), int(clean_iterations)
         self.clean_threshold = float(clean_threshold)
+        if isinstance(pinv_iterations, bool) or int(pinv_iterations) < 1:
+            raise ValueError(f"pinv_iterations must be a positive integer, got {pinv_iterations!r}")
+        self.pinv_iterations = int(pinv_iterations)
         if not 0 < self.clean_gain <= 1 or self.clean_iterations < 0 or self.clean_threshold < 0:
             raise ValueError("clean_gain must lie in (0, 1], clean_iterations and clean_threshold be >= 0")
 
@@ -141,10 +159,23 @@ class RadioInterferometry(LinearForwardModel):
         return {"image_size": [self.height, self.width], "pixel_scale": self.pixel_scale, "layout": self.layout,
                 "frequency": self.frequency, "declination": list(self.declination),
                 "hour_angle": list(self.hour_angle), "duration": list(self.duration),
-                "integration": self.integration, "noise": list(self.noise),
+                "integration": self.integration, "noise": list(self.noise), "min_elevation": self.min_elevation,
                 "primary_beam_fwhm": self.primary_beam_fwhm, "backend": self.backend, "eps": self.eps,
                 "clean_gain": self.clean_gain, "clean_iterations": self.clean_iterations,
-                "clean_threshold": self.clean_threshold}
+                "clean_threshold": self.clean_threshold, "pinv_iterations": self.pinv_iterations}
+
+    def _hour_angles(self) -> Tensor:
+        """The snapshot grid over ``hour_angle`` (hours)."""
+        step = self.integration / 60
+        total = 1 + int(math.floor((self.hour_angle[1] - self.hour_angle[0]) / step + 1e-9))
+        return self.hour_angle[0] + torch.arange(total, dtype=torch.float64) * step
+
+    def _elevation(self, hour_angles: Tensor, declination: float) -> Tensor:
+        """Elevation (degrees) of the source at ``hour_angles`` (hours) from the layout's latitude."""
+        lat, dec = math.radians(self._layout.latitude_deg), math.radians(declination)
+        h = hour_angles * (math.pi / 12)
+        s = math.sin(lat) * math.sin(dec) + math.cos(lat) * math.cos(dec) * torch.cos(h)
+        return torch.rad2deg(torch.asin(s.clamp(-1, 1)))
 
     @property
     def pixel_radians(self) -> float:
@@ -260,16 +291,35 @@ class RadioInterferometry(LinearForwardModel):
         image = nufft_type1(w * y, fu, fv, shape or (self.height, self.width), self.backend, self.eps).real
         return image / total[:, None, None]
 
-    def pseudo_inverse(self, y: Tensor, uv: Optional[Tensor] = None, weight: Optional[Tensor] = None,
-                       **params: Any) -> Tensor:
-        """The dirty image in the units of ``x`` (Jy/pixel): the naturally weighted dirty image
-        divided by the area of the fitted restoring beam (pixels) and corrected for the primary
-        beam where it exceeds 0.1. Starts the RIM (``initialization_method="approximate_inverse"``)."""
+    def dirty_sky(self, y: Tensor, uv: Optional[Tensor] = None, weight: Optional[Tensor] = None,
+                  **params: Any) -> Tensor:
+        """The dirty image in the units of ``x`` (Jy/pixel), ``(B, 1, H, W)``: the naturally weighted
+        dirty image divided by the area (pixels) of the restoring beam fitted to the dirty beam, and
+        corrected for the primary beam where it exceeds 0.1. The radio astronomer's first look."""
         from .clean import dirty_beam, fit_restoring_beam
         dirty = self.dirty_image(y, uv, weight)
         psf = dirty_beam(self, uv, weight, like=dirty)
         _, area = fit_restoring_beam(psf)
         return self._primary_beam_correct(dirty / area[:, None, None])[:, None]
+
+    def pseudo_inverse(self, y: Tensor, uv: Optional[Tensor] = None, weight: Optional[Tensor] = None,
+                       **params: Any) -> Tensor:
+        """Naturally weighted least squares, ``min_x Σ_k w_k |y_k − (A x)_k|²``, by
+        ``pinv_iterations`` conjugate-gradient steps from zero (the early stop regularises; no
+        damping). Starts the RIM (``initialization_method="approximate_inverse"``); for the dirty
+        image see :meth:`dirty_sky`."""
+        from invrim.physics.linear_algebra import conjugate_gradient
+        if y.dim() != 2:
+            raise ValueError(f"{self.name}: y must be complex of shape (B, V), got {tuple(y.shape)}")
+        if not y.is_complex():
+            y = torch.complex(y, torch.zeros_like(y))
+        B, V = y.shape
+        w = (torch.ones(B, V, dtype=y.real.dtype, device=y.device) if weight is None
+             else torch.as_tensor(weight).to(device=y.device, dtype=y.real.dtype).expand(B, V).clamp_min(0))
+        rhs = self.adjoint(w * y, uv=uv, weight=weight)
+        return conjugate_gradient(lambda v: self.adjoint(w * self.forward(v, uv=uv, weight=weight), uv=uv,
+                                                         weight=weight),
+                                  rhs, iterations=self.pinv_iterations, tol=0.0)
 
     def baseline(self, y: Tensor, uv: Optional[Tensor] = None, weight: Optional[Tensor] = None,
                  **params: Any) -> Tensor:
@@ -288,8 +338,9 @@ class RadioInterferometry(LinearForwardModel):
 
     # ------------------------------------------------------------------------------------------
     def sample_parameters(self, x: Tensor, generator: Optional[torch.Generator] = None) -> dict[str, Tensor]:
-        """Per sample: a declination, a track of random length at a random place in ``hour_angle``,
-        a noise level; returns ``uv`` ``(B, V, 2)`` (wavelengths), ``weight`` ``(B, V)`` (``1/σ²``,
+        """Per sample: a declination, a track of random length at a random place in ``hour_angle``
+        (snapshots with the source below ``min_elevation`` degrees are not observed; a track that
+        misses the source entirely is replaced by the highest snapshot of ``hour_angle``), a noise level; returns ``uv`` ``(B, V, 2)`` (wavelengths), ``weight`` ``(B, V)`` (``1/σ²``,
         0 on padding) and ``sigma`` ``(B, V)`` (1 on padding)."""
         from .coverage import baselines
         B = self._check_x(x).shape[0]
@@ -297,8 +348,9 @@ class RadioInterferometry(LinearForwardModel):
         _, i, j = baselines(layout)
         d = layout.diameters()
         pair_scale = d.median() ** 2 / (d[i] * d[j])                                # (P,)
-        P, V, step = i.numel(), self.max_visibilities, self.integration / 60
-        total = 1 + int(math.floor((self.hour_angle[1] - self.hour_angle[0]) / step + 1e-9))
+        P, V = i.numel(), self.max_visibilities
+        grid = self._hour_angles()
+        total, step = grid.numel(), self.integration / 60
         wavelength = SPEED_OF_LIGHT / self.frequency
         uv = torch.zeros(B, V, 2, dtype=torch.float64)
         sigma = torch.ones(B, V, dtype=torch.float64)
@@ -311,7 +363,13 @@ class RadioInterferometry(LinearForwardModel):
             start = int(math.floor(float(u[b, 2]) * (total - n + 1 - 1e-9)))
             lo, hi = (math.log(v) for v in self.noise)
             noise = math.exp(lo + (hi - lo) * float(u[b, 3]))
-            ha = self.hour_angle[0] + (start + torch.arange(n, dtype=torch.float64)) * step
+            ha = grid[start:start + n]
+            elevation = self._elevation(ha, dec)
+            if bool((elevation >= self.min_elevation).any()):
+                ha = ha[elevation >= self.min_elevation]       # the source is below the limit otherwise
+            else:                                              # the window misses it: its highest snapshot
+                ha = grid[self._elevation(grid, dec).argmax()][None]
+            n = ha.numel()
             points = earth_rotation_uv(layout, ha, dec, wavelength).reshape(n * P, 2)
             uv[b, :n * P] = points
             s = (noise * pair_scale).repeat(n)

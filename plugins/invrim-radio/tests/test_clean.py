@@ -82,7 +82,7 @@ def test_dirty_image_of_a_point_source_in_sky_units_has_its_flux_at_the_peak():
     y1 = model(one, **p)
     dirty = model.dirty_image(y1, p["uv"], p["weight"])
     assert abs(float(dirty[0, 16, 16]) - 1.0) < 1e-8                # Jy/beam: dirty beam peak 1
-    pinv = model.pseudo_inverse(y1, **p)                            # Jy/pixel: divided by the beam area
+    pinv = model.dirty_sky(y1, **p)                            # Jy/pixel: divided by the beam area
     from invrim_radio.clean import dirty_beam
     _, area = fit_restoring_beam(dirty_beam(model, p["uv"], p["weight"], like=dirty))
     assert pinv.shape == x.shape and 1.0 < float(area[0]) < 30.0

@@ -92,6 +92,7 @@ def test_padded_visibilities_contribute_nothing():
     torch.testing.assert_close(e_pad, e, rtol=1e-9, atol=1e-9)
     # and the baselines: dirty image, CLEAN, Tikhonov
     torch.testing.assert_close(model.pseudo_inverse(y_obs, **padded), model.pseudo_inverse(y, **params))
+    torch.testing.assert_close(model.dirty_sky(y_obs, **padded), model.dirty_sky(y, **params))
     torch.testing.assert_close(model.baseline(y_obs, **padded), model.baseline(y, **params))
     torch.testing.assert_close(model.least_squares(y_obs, damping=1.0, iterations=20, **padded),
                                model.least_squares(y, damping=1.0, iterations=20, **params))
@@ -162,3 +163,30 @@ def test_a_layout_file_by_path(tmp_path):
     model = RadioInterferometry(image_size=8, layout=str(path), duration=1.0, integration=30.0)
     p = model.sample_parameters(torch.zeros(2, 1, 8, 8), torch.Generator().manual_seed(0))
     assert p["uv"].shape == (2, 3, 2)
+
+
+def test_snapshots_below_the_elevation_limit_are_not_observed():
+    # VLA at +34°: a source at δ = −40° culminates at 16° elevation, so only hour angles near transit
+    low = RadioInterferometry(image_size=8, layout="vla", declination=-40.0, hour_angle=(-4, 4), duration=8.0,
+                              integration=60.0, min_elevation=10.0)
+    high = RadioInterferometry(**{**low.config(), "declination": [60.0, 60.0]})
+    x = torch.zeros(1, 1, 8, 8)
+    n_low = int((low.sample_parameters(x, torch.Generator().manual_seed(0))["weight"] > 0).sum())
+    n_high = int((high.sample_parameters(x, torch.Generator().manual_seed(0))["weight"] > 0).sum())
+    assert n_high == 351 * 9 and 0 < n_low < n_high and n_low % 351 == 0
+    with pytest.raises(ValueError, match="never rises above min_elevation"):
+        RadioInterferometry(layout="vla", declination=-70.0)
+
+
+def test_pseudo_inverse_is_weighted_least_squares_closer_to_the_sky_than_the_dirty_image():
+    from invrim_radio.sky import RadioSky
+    model = RadioInterferometry(image_size=24, layout="random", duration=(1.0, 2.0), integration=20.0, noise=0.05)
+    x = RadioSky(shape=(24, 24))(3, torch.Generator().manual_seed(0))
+    p = model.sample_parameters(x, torch.Generator().manual_seed(1))
+    y = model(x, **p)
+    err = lambda e: float((e - x).pow(2).mean())                              # noqa: E731
+    pinv, dirty = model.pseudo_inverse(y, **p), model.dirty_sky(y, **p)
+    assert pinv.shape == dirty.shape == x.shape
+    assert err(pinv) < 0.5 * err(dirty)
+    chi = lambda e: float((p["weight"] * (y - model(e, **p)).abs() ** 2).sum())  # noqa: E731
+    assert chi(pinv) < 0.05 * chi(torch.zeros_like(x))
