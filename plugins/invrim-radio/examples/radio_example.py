@@ -84,6 +84,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="default 16")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--nf", type=int, default=16, help="Hourglass width (default 16)")
+    parser.add_argument("--noise", type=float, default=2.0, help="σ (Jy) of a baseline of two 12 m dishes (default 2)")
+    parser.add_argument("--epochs", type=int, default=1000, help="most epochs (the time limit usually ends it)")
+    parser.add_argument("--start", default="clean", help="the RIM's start: clean, least_squares or dirty")
+    parser.add_argument("--loss-weights", default="uniform", help="uniform or linear")
+    parser.add_argument("--detach-score", action="store_true", help="do not differentiate through the score")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -91,7 +96,7 @@ def main() -> None:
 
     size = 32
     op = RadioInterferometry(image_size=size, layout=args.layout, duration=(1.0, 3.0), integration=10.0,
-                             noise=0.5)
+                             noise=args.noise, start=args.start)
     problem = Problem(op, Gaussian())           # σ per visibility comes with the data ("sigma")
     sky = RadioSky(shape=(size, size))
     n_train, n_test = (48, 8) if args.fast else (2048, 128)
@@ -103,27 +108,30 @@ def main() -> None:
           f"{op.pixel_scale:.2f}\", {int(counts.min())}-{int(counts.max())} visibilities per sample "
           f"(padded to {op.max_visibilities})")
 
-    net = Hourglass(1, dimensions=2, nf=args.nf, ch_mult=(2, 2), hidden_units=32, num_layers=1)
-    rim = RIM((size, size), net, problem=problem, T=args.T, initialization_method="approximate_inverse",
-              standardize_score=True, loss_weights="linear")
-    print(f"training a RIM ({sum(p.numel() for p in net.parameters())} weights) for up to {budget_s:.0f} s ...")
-    start = time.monotonic()
-    history = rim.fit(train, epochs=1000, learning_rate=args.lr, batch_size=args.batch_size, max_time=budget_s / 3600,
-                      clip=1.0, seed=0, progress=False)
-    print(f"trained {len(history)} epochs in {time.monotonic() - start:.0f} s ({history.stop_reason}), "
-          f"final loss {history[-1]:.3e}")
-
-    # baselines, their settings chosen on training skies
+    # CLEAN's threshold, chosen on training skies before training (CLEAN also starts the RIM)
     n_tune = min(32, n_train)
     tune = Visibilities(**{k: v[:n_tune] for k, v in train.t.items()})
-    dirty = batched(op.dirty_sky, test)
-    thresholds = (1.0, 3.0, 5.0, 10.0)
 
-    def clean_with(threshold, data):
+    def clean_psnr(threshold):
         op.clean_threshold = threshold
-        return batched(op.baseline, data)
-    best = max(thresholds, key=lambda t: float(psnr(clean_with(t, tune), tune.t["x"]).mean()))
-    clean = clean_with(best, test)
+        return float(psnr(batched(op.baseline, tune), tune.t["x"]).mean())
+    best = max((1.0, 3.0, 5.0, 10.0), key=clean_psnr)
+    op.clean_threshold = best
+
+    net = Hourglass(1, dimensions=2, nf=args.nf, ch_mult=(2, 2), hidden_units=32, num_layers=1)
+    rim = RIM((size, size), net, problem=problem, T=args.T, initialization_method="approximate_inverse",
+              standardize_score=True, loss_weights=args.loss_weights, detach_score=args.detach_score)
+    print(f"training a RIM ({sum(p.numel() for p in net.parameters())} weights) for up to {budget_s:.0f} s ...")
+    start, cpu = time.monotonic(), time.process_time()
+    history = rim.fit(train, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, max_time=budget_s / 3600,
+                      clip=1.0, seed=0, progress=False)
+    steps = len(history) * -(-n_train // args.batch_size)
+    print(f"trained {len(history)} epochs ({steps} steps) in {time.monotonic() - start:.0f} s wall, "
+          f"{time.process_time() - cpu:.0f} s CPU ({history.stop_reason}), "
+          f"final loss {history[-1]:.3e}")
+
+    clean = batched(op.baseline, test)
+    dirty = batched(op.dirty_sky, test)
     choice = choose_tikhonov(op, [(tune.t["y"], tune.t["x"], tune.params())], iterations=50)
     tik = batched(lambda y, **p: tikhonov(op, y, choice, **p), test)
     with torch.no_grad():

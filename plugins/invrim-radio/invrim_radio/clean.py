@@ -61,10 +61,10 @@ def fit_restoring_beam(psf: Tensor) -> tuple[Tensor, Tensor]:
         w = wts[b]
         ok = False
         if int((w > 0).sum()) >= 3:
-            A = design * w[:, None]
-            sol = torch.linalg.lstsq(A.T @ design, A.T @ target[b]).solution
-            a, bb, c = (float(v) for v in sol)
-            ok = a > 0 and c > 0 and a * c - bb * bb > 0
+            A = design * w[:, None]                        # weighted normal equations (3 x 3)
+            sol, info = torch.linalg.solve_ex(A.T @ design, (A.T @ target[b])[:, None])
+            a, bb, c = (float(v) for v in sol[:, 0])
+            ok = int(info) == 0 and a > 0 and c > 0 and a * c - bb * bb > 0 and math.isfinite(a + bb + c)
         if not ok:                        # circular: from the mean fall-off of the 4 neighbours
             ring = patch[b][[r - 1, r + 1, r, r], [r, r, r - 1, r + 1]].clamp(1e-6, 0.999)
             a = c = float((-2 * torch.log(ring)).mean())

@@ -44,6 +44,8 @@ __all__ = ["RadioInterferometry"]
 #: With ``pixel_scale=None`` the pixel is chosen so that the longest baseline reaches this many
 #: cycles per pixel (Nyquist is 0.5): about 2.5 pixels across the synthesised beam.
 AUTO_MAX_FREQUENCY = 0.4
+#: What the pseudo-inverse (the RIM's start) may be.
+STARTS = ("clean", "least_squares", "dirty")
 
 
 def _size(image_size) -> tuple[int, int]:
@@ -88,9 +90,11 @@ class RadioInterferometry(LinearForwardModel):
     clean_gain, clean_iterations, clean_threshold
         The Högbom CLEAN baseline (:meth:`baseline`): loop gain, most components, and the stopping
         threshold in units of the dirty image's thermal noise.
-    pinv_iterations
-        Conjugate-gradient steps of the naturally weighted least squares of :meth:`pseudo_inverse`
-        (the RIM's starting point).
+    start, pinv_iterations
+        What :meth:`pseudo_inverse` (the RIM's starting point with
+        ``initialization_method="approximate_inverse"``) computes: ``"clean"`` (default), the
+        CLEAN :meth:`baseline`; ``"least_squares"``, ``pinv_iterations`` conjugate-gradient steps of
+        naturally weighted least squares; ``"dirty"``, :meth:`dirty_sky`.
     """
 
     name = "radio_interferometry"
@@ -105,7 +109,7 @@ class RadioInterferometry(LinearForwardModel):
                  hour_angle: Sequence[float] = (-4.0, 4.0), duration: Any = (1.0, 4.0), integration: float = 15.0,
                  noise: Any = 0.5, min_elevation: float = 15.0, primary_beam_fwhm: Optional[float] = None, backend: str = "finufft",
                  eps: Optional[float] = None, clean_gain: float = 0.1, clean_iterations: int = 1000,
-                 clean_threshold: float = 3.0, pinv_iterations: int = 10) -> None:
+                 clean_threshold: float = 3.0, start: str = "clean", pinv_iterations: int = 10) -> None:
         super().__init__()
         self.height, self.width = _size(image_size)
         if backend not in BACKENDS:
@@ -151,6 +155,9 @@ class RadioInterferometry(LinearForwardModel):
         if isinstance(pinv_iterations, bool) or int(pinv_iterations) < 1:
             raise ValueError(f"pinv_iterations must be a positive integer, got {pinv_iterations!r}")
         self.pinv_iterations = int(pinv_iterations)
+        if start not in STARTS:
+            raise ValueError(f"start must be one of {', '.join(STARTS)}, got {start!r}")
+        self.start = start
         if not 0 < self.clean_gain <= 1 or self.clean_iterations < 0 or self.clean_threshold < 0:
             raise ValueError("clean_gain must lie in (0, 1], clean_iterations and clean_threshold be >= 0")
 
@@ -162,7 +169,8 @@ class RadioInterferometry(LinearForwardModel):
                 "integration": self.integration, "noise": list(self.noise), "min_elevation": self.min_elevation,
                 "primary_beam_fwhm": self.primary_beam_fwhm, "backend": self.backend, "eps": self.eps,
                 "clean_gain": self.clean_gain, "clean_iterations": self.clean_iterations,
-                "clean_threshold": self.clean_threshold, "pinv_iterations": self.pinv_iterations}
+                "clean_threshold": self.clean_threshold, "start": self.start,
+                "pinv_iterations": self.pinv_iterations}
 
     def _hour_angles(self) -> Tensor:
         """The snapshot grid over ``hour_angle`` (hours)."""
@@ -304,10 +312,20 @@ class RadioInterferometry(LinearForwardModel):
 
     def pseudo_inverse(self, y: Tensor, uv: Optional[Tensor] = None, weight: Optional[Tensor] = None,
                        **params: Any) -> Tensor:
+        """The RIM's starting point (``initialization_method="approximate_inverse"``), chosen by
+        ``start``: the CLEAN :meth:`baseline` (default), :meth:`least_squares_weighted` or
+        :meth:`dirty_sky`."""
+        if self.start == "clean":
+            return self.baseline(y, uv=uv, weight=weight)
+        if self.start == "dirty":
+            return self.dirty_sky(y, uv=uv, weight=weight)
+        return self.least_squares_weighted(y, uv=uv, weight=weight)
+
+    def least_squares_weighted(self, y: Tensor, uv: Optional[Tensor] = None, weight: Optional[Tensor] = None,
+                               **params: Any) -> Tensor:
         """Naturally weighted least squares, ``min_x Σ_k w_k |y_k − (A x)_k|²``, by
         ``pinv_iterations`` conjugate-gradient steps from zero (the early stop regularises; no
-        damping). Starts the RIM (``initialization_method="approximate_inverse"``); for the dirty
-        image see :meth:`dirty_sky`."""
+        damping)."""
         from invrim.physics.linear_algebra import conjugate_gradient
         if y.dim() != 2:
             raise ValueError(f"{self.name}: y must be complex of shape (B, V), got {tuple(y.shape)}")

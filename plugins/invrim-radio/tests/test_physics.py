@@ -93,6 +93,7 @@ def test_padded_visibilities_contribute_nothing():
     # and the baselines: dirty image, CLEAN, Tikhonov
     torch.testing.assert_close(model.pseudo_inverse(y_obs, **padded), model.pseudo_inverse(y, **params))
     torch.testing.assert_close(model.dirty_sky(y_obs, **padded), model.dirty_sky(y, **params))
+    torch.testing.assert_close(model.least_squares_weighted(y_obs, **padded), model.least_squares_weighted(y, **params))
     torch.testing.assert_close(model.baseline(y_obs, **padded), model.baseline(y, **params))
     torch.testing.assert_close(model.least_squares(y_obs, damping=1.0, iterations=20, **padded),
                                model.least_squares(y, damping=1.0, iterations=20, **params))
@@ -185,7 +186,10 @@ def test_pseudo_inverse_is_weighted_least_squares_closer_to_the_sky_than_the_dir
     p = model.sample_parameters(x, torch.Generator().manual_seed(1))
     y = model(x, **p)
     err = lambda e: float((e - x).pow(2).mean())                              # noqa: E731
-    pinv, dirty = model.pseudo_inverse(y, **p), model.dirty_sky(y, **p)
+    pinv, dirty = model.least_squares_weighted(y, **p), model.dirty_sky(y, **p)
+    torch.testing.assert_close(RadioInterferometry(**{**model.config(), "start": "least_squares"}).pseudo_inverse(y, **p),
+                               pinv)
+    torch.testing.assert_close(model.pseudo_inverse(y, **p), model.baseline(y, **p))      # start="clean"
     assert pinv.shape == dirty.shape == x.shape
     assert err(pinv) < 0.5 * err(dirty)
     chi = lambda e: float((p["weight"] * (y - model(e, **p)).abs() ** 2).sum())  # noqa: E731
