@@ -342,8 +342,9 @@ def format_folder(result: dict[str, Any]) -> str:
         for m, values in f["median"].items():
             rows.append([Path(f["file"]).name, f["labels"].get(m, m), str(f["samples"])]
                         + [_num(values.get(k)) for k in metrics])
+    labels = {m: lab for f in reversed(result["files"]) for m, lab in f["labels"].items()}
     for m in result["methods"]:
-        rows.append(["(all files)", m, str(result["overall"]["samples"])]
+        rows.append(["(all files)", labels.get(m, m), str(result["overall"]["samples"])]
                     + [_num(result["overall"]["median"].get(m, {}).get(k)) for k in metrics])
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))

@@ -139,5 +139,13 @@ def run(args: argparse.Namespace) -> int:
         info = validate(path, check_values=False, check_physics=False)
         shapes = ", ".join(f"{n}{tuple(v.shape[1:])}" for n, v in info.variables.items()
                            if n in ("x", "y", *info.parameters))
-        print(f"wrote {info.samples} samples to {path}{' (linked)' if args.link else ''}: {shapes}")
+        linked = [n for n, v in info.variables.items() if n in ("x", "y", *info.parameters) and _is_virtual(path, n)]
+        how = f" ({', '.join(linked)} linked, the rest copied)" if linked else ""
+        print(f"wrote {info.samples} samples to {path}{how}: {shapes}")
     return 0
+
+
+def _is_virtual(path, name: str) -> bool:
+    import h5py
+    with h5py.File(path, "r") as f:
+        return bool(f[name].is_virtual)

@@ -47,7 +47,7 @@ from ..plugins import registry
 from ..plugins.provenance import provider_record
 from .io import DatasetWriter, check_output, partial_path
 from .readers import array_info, listed_arrays, open_reader
-from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, check_dim_names, dim_options
+from .schema import OBSERVATION, SAMPLE, TRUTH, DataError, check_dim_names
 from .validation import VariableInfo, check_variables, known_variables
 
 PathLike = Union[str, "os.PathLike[str]"]
