@@ -1,5 +1,5 @@
 """#20: foreign files in (fastMRI HDF5, NumPy, FITS, NIfTI), reconstructed like invrim's own files;
---link without copying; bad mappings refused in one line with nothing written; docs/your-data.md runs."""
+--link without copying; bad mappings refused in one line with nothing written."""
 from __future__ import annotations
 
 import shutil
@@ -280,3 +280,42 @@ def test_missing_extra_says_what_to_install(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         refresh()
+
+
+def test_linked_axes_keep_the_source_order_and_read_by_name(blur, tmp_path):
+    """--link keeps a source's (sample, width, height) order: every reader rearranges by dim name."""
+    run, test = blur
+    a = _arrays(test)
+    reference = _x_hat(run, test, tmp_path / "ref.h5")
+    with h5py.File(tmp_path / "stack.h5", "w") as f:
+        f.create_group("obs")["images"] = np.ascontiguousarray(np.swapaxes(a["y"][:, 0], 1, 2))
+        f["noise"] = np.full(5, 0.05, np.float32)                       # a noise level per sample
+    mapping = _blur_mapping(y=f"{tmp_path / 'stack.h5'}::obs/images:sample,width,height",
+                            sigma=f"{tmp_path / 'stack.h5'}::noise:sample")
+    out = import_data(mapping, tmp_path / "linked.h5", link=True, progress=False)
+    with h5py.File(out) as f:
+        assert f["y"].is_virtual and f["sigma"].is_virtual and f["y"].shape == (5, 16, 16, 1)
+    import xarray as xr
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert ds["y"].dims == ("sample", "width", "height", "channel")
+    item = HDF5Dataset(out)[0]
+    assert torch.equal(item["y"], torch.from_numpy(a["y"][0])) and float(item["sigma"]) == pytest.approx(0.05)
+    x_hat = _x_hat(run, out, tmp_path / "recon.h5")
+    np.testing.assert_allclose(x_hat, reference, rtol=1e-5, atol=1e-6)
+    assert main(["show", str(tmp_path / "recon.h5"), "--index", "1", "-o", str(tmp_path / "fig.png")]) == 0
+
+
+def test_fits_scaled_integers_and_hdus_by_name(tmp_path):
+    pytest.importorskip("astropy")
+    from astropy.io import fits
+    from invrim.data.readers import FITSReader
+    raw = np.arange(2 * 3 * 4, dtype=np.int16).reshape(2, 3, 4)
+    hdu = fits.PrimaryHDU(raw)
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 0.5, 10.0
+    fits.HDUList([hdu, fits.ImageHDU(np.ones((3, 4), ">f8"), name="WEIGHT")]).writeto(tmp_path / "s.fits")
+    with FITSReader(tmp_path / "s.fits") as r:
+        listed = r.arrays()
+        assert set(listed) == {"0", "PRIMARY", "1", "WEIGHT"} and listed["0"].shape == (2, 3, 4)
+        np.testing.assert_array_equal(r.read("PRIMARY", (slice(1, 2), slice(None), slice(0, 4, 2))),
+                                      raw[1:2, :, ::2] * 0.5 + 10)
+        assert r.read("WEIGHT").dtype.isnative

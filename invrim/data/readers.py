@@ -282,7 +282,8 @@ class FITSReader(Reader):
         super().__init__(path)
         from astropy.io import fits
         try:
-            self._hdul = fits.open(self.path, memmap=True, lazy_load_hdus=False)
+            # no memmap: hdu.section then reads lazily all the same, and also scaled (BSCALE/BZERO) images
+            self._hdul = fits.open(self.path, memmap=False, lazy_load_hdus=False)
         except Exception as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise DataError(f"{self.path} could not be read as FITS: {first}") from None
