@@ -319,3 +319,18 @@ def test_fits_scaled_integers_and_hdus_by_name(tmp_path):
         np.testing.assert_array_equal(r.read("PRIMARY", (slice(1, 2), slice(None), slice(0, 4, 2))),
                                       raw[1:2, :, ::2] * 0.5 + 10)
         assert r.read("WEIGHT").dtype.isnative
+
+
+def test_netcdf_dims_come_from_the_file_and_link_honours_select(tmp_path):
+    import xarray as xr
+    g = np.random.default_rng(4)
+    images = g.random((6, 12, 10)).astype(np.float32)
+    xr.Dataset({"img": (("sample", "height", "width"), images)}).to_netcdf(tmp_path / "theirs.nc", engine="h5netcdf")
+    mapping = _blur_mapping(y=f"{tmp_path / 'theirs.nc'}::img")          # no dims: the file names them
+    mapping.select = {"sample": slice(1, 6, 2)}
+    plan = plan_import(mapping, link=True)
+    assert plan.variables["y"].source_dims == ("sample", "height", "width") and plan.samples == 3
+    out = import_data(plan, tmp_path / "mine.h5", progress=False)
+    with h5py.File(out) as f:
+        assert f["y"].is_virtual
+        np.testing.assert_array_equal(f["y"][:, :, :, 0], images[1:6:2])
