@@ -372,6 +372,103 @@ def _choose_dims(name: str, given: Sequence[str], options: Optional[list[tuple[s
     raise DataError(f"{label}: dims ({', '.join(given)}) do not fit variable {name!r}: {whose} expects {expected}")
 
 
+def _plan_variable(mapping: ImportMapping, name: str, spec: VariableSpec, problem, link: bool) -> PlannedVariable:
+    """One variable resolved against its file and the physics (see :func:`plan_import`)."""
+    from .validation import expected_dims
+    fm = problem.forward_model
+    whose = f"forward model {mapping.forward_model!r}"
+    path = _resolve(mapping, spec)
+    with contextlib.closing(open_reader(path, spec.reader)) as reader:
+        arrays = listed_arrays(reader)
+        array = spec.array
+        if array is None:
+            if len(arrays) != 1:
+                raise DataError(f"{path}: variable {name!r} names no array and the file holds "
+                                f"{len(arrays)} ({', '.join(arrays) or 'none'}): give {name}=FILE::ARRAY")
+            array = next(iter(arrays))
+        info = array_info(reader, path, array)
+        dims = spec.dims if spec.dims is not None else info.dims
+        where = f"{path}: array {array!r}"
+        if dims is None:
+            example = ",".join(["sample"] + [f"d{i}" for i in range(1, len(info.shape))])
+            raise DataError(f"{where} (variable {name!r}) has shape {tuple(info.shape)} but no axis names: give "
+                            f"dims, one per axis, e.g. {name}=FILE::{array}:{example}")
+        dims = tuple(dims)
+        if len(dims) != len(info.shape):
+            raise DataError(f"{where} has {len(info.shape)} axes (shape {tuple(info.shape)}) but dims names "
+                            f"{len(dims)}: ({', '.join(dims)}); give one name per axis")
+        if len(set(dims)) != len(dims):
+            raise DataError(f"{where}: dims ({', '.join(dims)}) name one axis twice")
+        check_dim_names([d for d in dims if d != SAMPLE], where)
+        select = {}
+        for d, s in {**mapping.select, **spec.select}.items():
+            if d in dims:
+                select[d] = s
+            elif d in spec.select:
+                raise DataError(f"{where}: select names dim {d!r}, which is not one of its dims ({', '.join(dims)})")
+        sizes = {}
+        for axis, (d, n) in enumerate(zip(dims, info.shape)):
+            r = range(*select.get(d, slice(None)).indices(n))
+            if len(r) == 0:
+                raise DataError(f"{where}: axis {axis} ({d!r}, size {n}) selects no element with "
+                                f"{_fmt_slice(select[d])}")
+            sizes[d] = len(r)
+        source_dtype = np.dtype(info.dtype)
+        hdf5 = reader.hdf5_source(array) if link else None
+    rest = [d for d in dims if d != SAMPLE]
+    to_complex = bool(spec.complex)
+    to_channels = False
+    dtype = source_dtype
+    if to_complex:
+        if dims[-1] == SAMPLE or info.shape[-1] != 2 or source_dtype.kind not in "fiu":
+            raise DataError(f"{where}: complex = true needs a real last axis of size 2 (real, imaginary), "
+                            f"got shape {tuple(info.shape)} {source_dtype}")
+        rest = rest[:-1]
+        dtype = np.dtype(np.complex128 if source_dtype == np.float64 else np.complex64)
+    if name == TRUTH and dtype.kind == "c":
+        if not getattr(fm, "x_complex_channels", False):
+            raise DataError(f"{where} (variable 'x') is complex but {whose} takes real x")
+        if CHANNEL in rest:
+            raise DataError(f"{where} (variable 'x') is complex and has a {CHANNEL!r} axis already: {whose} "
+                            f"stores complex images as a (real, imaginary) {CHANNEL!r} axis of size 2")
+        to_channels = True
+        rest = rest + [CHANNEL]
+        dtype = np.dtype(np.float64 if dtype == np.complex128 else np.float32)
+    if name in (TRUTH, OBSERVATION) and dtype.kind in "iub":
+        dtype = np.dtype(np.float32)            # integer images (FITS BITPIX=16 ...) as float32
+    if name == OBSERVATION and dtype.kind == "f" and fm.y_is_complex:
+        raise DataError(f"{where} (variable 'y') is real {dtype} but {whose} makes complex observations: "
+                        "give a complex array, or set complex = true (--complex y) if its last axis of "
+                        "size 2 holds the real and imaginary parts")
+    target, inserted = _choose_dims(name, rest, expected_dims(problem, name), where, whose, list(dims))
+    broadcast = SAMPLE not in dims
+    stored_sizes = {d: sizes[d] for d in rest if d in sizes}
+    if to_channels:
+        stored_sizes[CHANNEL] = 2
+    stored_sizes.update({d: 1 for d in inserted})
+    why = ""
+    if link:
+        if hdf5 is None:
+            why = "not an HDF5 dataset"
+        elif to_complex or to_channels or dtype != source_dtype:
+            why = f"{source_dtype} -> {dtype}"
+        elif not broadcast and dims[0] != SAMPLE:
+            why = f"its sample axis is axis {dims.index(SAMPLE)}, not the first"
+        elif dtype == np.bool_:
+            why = "booleans are stored as uint8"
+    linked = link and not why
+    # linked: the source's order of the non-sample dims (readers rearrange by name)
+    stored = tuple(d for d in dims if d != SAMPLE) + inserted if linked else target
+    return PlannedVariable(
+        name=name, file=path, array=array, reader=getattr(reader, "name", type(reader).__name__),
+        source_shape=tuple(info.shape), source_dtype=source_dtype, source_dims=dims,
+        select={d: slice(*s.indices(n)) for d, n, s in
+                ((d, n, select[d]) for d, n in zip(dims, info.shape) if d in select)},
+        dims=(SAMPLE, *stored), shape=(sizes.get(SAMPLE, 0), *(stored_sizes[d] for d in stored)),
+        dtype=dtype, broadcast=broadcast, inserted=inserted, to_channels=to_channels, to_complex=to_complex,
+        link=linked, why_copy=why, hdf5=hdf5 if linked else None, reader_choice=spec.reader)
+
+
 def plan_import(mapping: ImportMapping, link: bool = False) -> ImportPlan:
     """Resolve and check ``mapping`` against its problem without writing anything.
 
@@ -397,101 +494,7 @@ def plan_import(mapping: ImportMapping, link: bool = False) -> ImportPlan:
     if OBSERVATION not in mapping.variables:
         raise DataError(f"{label}: no variable 'y' (the observation) is mapped: add [variables.y] or --var y=...")
 
-    from .validation import expected_dims
-    planned: dict[str, PlannedVariable] = {}
-    for name, spec in mapping.variables.items():
-        path = _resolve(mapping, spec)
-        with contextlib.closing(open_reader(path, spec.reader)) as reader:
-            arrays = listed_arrays(reader)
-            array = spec.array
-            if array is None:
-                if len(arrays) != 1:
-                    raise DataError(f"{path}: variable {name!r} names no array and the file holds "
-                                    f"{len(arrays)} ({', '.join(arrays) or 'none'}): give {name}=FILE::ARRAY")
-                array = next(iter(arrays))
-            info = array_info(reader, path, array)
-            dims = spec.dims if spec.dims is not None else info.dims
-            where = f"{path}: array {array!r}"
-            if dims is None:
-                raise DataError(f"{where} (variable {name!r}) has shape {tuple(info.shape)} but no axis names: give "
-                                f"dims, one per axis, e.g. {name}=FILE::{array}:{','.join(['sample'] + [f'd{i}' for i in range(1, len(info.shape))])}")
-            dims = tuple(dims)
-            if len(dims) != len(info.shape):
-                raise DataError(f"{where} has {len(info.shape)} axes (shape {tuple(info.shape)}) but dims names "
-                                f"{len(dims)}: ({', '.join(dims)}); give one name per axis")
-            if len(set(dims)) != len(dims):
-                raise DataError(f"{where}: dims ({', '.join(dims)}) name one axis twice")
-            try:
-                check_dim_names([d for d in dims if d != SAMPLE], where)
-            except DataError as e:
-                raise DataError(str(e)) from None
-            select = {}
-            for d, s in {**mapping.select, **spec.select}.items():
-                if d in dims:
-                    select[d] = s
-                elif d in spec.select:
-                    raise DataError(f"{where}: select names dim {d!r}, which is not one of its dims ({', '.join(dims)})")
-            sizes = {}
-            for axis, (d, n) in enumerate(zip(dims, info.shape)):
-                r = range(*select.get(d, slice(None)).indices(n))
-                if len(r) == 0:
-                    raise DataError(f"{where}: axis {axis} ({d!r}, size {n}) selects no element with "
-                                    f"{_fmt_slice(select[d])}")
-                sizes[d] = len(r)
-            source_dtype = np.dtype(info.dtype)
-            hdf5 = reader.hdf5_source(array) if link else None
-        rest = [d for d in dims if d != SAMPLE]
-        to_complex = bool(spec.complex)
-        to_channels = False
-        dtype = source_dtype
-        if to_complex:
-            if dims[-1] == SAMPLE or info.shape[-1] != 2 or source_dtype.kind not in "fiu":
-                raise DataError(f"{where}: complex = true needs a real last axis of size 2 (real, imaginary), "
-                                f"got shape {tuple(info.shape)} {source_dtype}")
-            rest = rest[:-1]
-            dtype = np.dtype(np.complex128 if source_dtype == np.float64 else np.complex64)
-        if name == TRUTH and dtype.kind == "c":
-            if not getattr(fm, "x_complex_channels", False):
-                raise DataError(f"{where} (variable 'x') is complex but {whose} takes real x")
-            if CHANNEL in rest:
-                raise DataError(f"{where} (variable 'x') is complex and has a {CHANNEL!r} axis already: {whose} "
-                                f"stores complex images as a (real, imaginary) {CHANNEL!r} axis of size 2")
-            to_channels = True
-            rest = rest + [CHANNEL]
-            dtype = np.dtype(np.float64 if dtype == np.complex128 else np.float32)
-        if name in (TRUTH, OBSERVATION) and dtype.kind in "iub":
-            dtype = np.dtype(np.float32)            # integer images (FITS BITPIX=16 ...) as float32
-        if name == OBSERVATION and dtype.kind == "f" and fm.y_is_complex:
-            raise DataError(f"{where} (variable 'y') is real {dtype} but {whose} makes complex observations: "
-                            "give a complex array, or set complex = true (--complex y) if its last axis of "
-                            "size 2 holds the real and imaginary parts")
-        target, inserted = _choose_dims(name, rest, expected_dims(problem, name), where, whose, list(dims))
-        broadcast = SAMPLE not in dims
-        stored_sizes = {d: sizes[d] for d in rest if d in sizes}
-        if to_channels:
-            stored_sizes[CHANNEL] = 2
-        stored_sizes.update({d: 1 for d in inserted})
-        why = ""
-        if link:
-            if hdf5 is None:
-                why = "not an HDF5 dataset"
-            elif to_complex or to_channels or dtype != source_dtype:
-                why = f"{source_dtype} -> {dtype}"
-            elif not broadcast and dims[0] != SAMPLE:
-                why = f"its sample axis is axis {dims.index(SAMPLE)}, not the first"
-            elif dtype == np.bool_:
-                why = "booleans are stored as uint8"
-        linked = link and not why
-        # linked: the source's order of the non-sample dims (readers rearrange by name)
-        stored = tuple(d for d in dims if d != SAMPLE) + inserted if linked else target
-        planned[name] = PlannedVariable(
-            name=name, file=path, array=array, reader=getattr(reader, "name", type(reader).__name__),
-            source_shape=tuple(info.shape), source_dtype=source_dtype, source_dims=dims,
-            select={d: slice(*s.indices(n)) for d, n, s in
-                    ((d, n, select[d]) for d, n in zip(dims, info.shape) if d in select)},
-            dims=(SAMPLE, *stored), shape=(sizes.get(SAMPLE, 0), *(stored_sizes[d] for d in stored)),
-            dtype=dtype, broadcast=broadcast, inserted=inserted, to_channels=to_channels, to_complex=to_complex,
-            link=linked, why_copy=why, hdf5=hdf5 if linked else None, reader_choice=spec.reader)
+    planned = {name: _plan_variable(mapping, name, spec, problem, link) for name, spec in mapping.variables.items()}
 
     unused = [d for d in mapping.select if not any(d in v.source_dims for v in planned.values())]
     if unused:
