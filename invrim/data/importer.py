@@ -626,7 +626,7 @@ def import_data(mapping: Union[ImportMapping, ImportPlan], output: PathLike, *, 
     ----------
     mapping
         An :class:`ImportMapping` (:func:`load_mapping`, :func:`mapping_from_dict`) or a plan
-        from :func:`plan_import`.
+        from :func:`plan_import` (which then decides ``link``).
     output
         The file to write; it appears under its name only once complete (``.partial`` before).
     link
@@ -644,15 +644,12 @@ def import_data(mapping: Union[ImportMapping, ImportPlan], output: PathLike, *, 
     The finished file's path, or with ``dry_run`` the :class:`ImportPlan`.
     """
     output = Path(output)
-    plan = mapping if isinstance(mapping, ImportPlan) else None
     if not dry_run:
-        check_output(output, overwrite, inputs=[v.file for v in plan.variables.values()] if plan else [])
-    if plan is None:
-        plan = plan_import(mapping, link=link)
-        if not dry_run:
-            check_output(output, overwrite, inputs=[v.file for v in plan.variables.values()])
+        check_output(output, overwrite)                # before planning: say it at once
+    plan = mapping if isinstance(mapping, ImportPlan) else plan_import(mapping, link=link)
     if dry_run:
         return plan
+    check_output(output, overwrite, inputs=[v.file for v in plan.variables.values()])
     attrs = _attrs(plan, output)
     copied = {n: v for n, v in plan.variables.items() if not v.link}
     linked = {n: v for n, v in plan.variables.items() if v.link}
