@@ -169,15 +169,15 @@ def _locked(folder: Path) -> Iterator[None]:
 
 
 def read_manifest(folder: PathLike) -> dict[str, Any]:
-    """The manifest of a reconstruction folder (``{"done": {}}`` when there is none)."""
+    """The manifest of a reconstruction folder (``{"finished": {}}`` when there is none)."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        return {"done": {}}
+        return {"finished": {}}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise DataError(f"{path} is not a readable manifest ({e}); delete it to start the folder again") from None
-    data.setdefault("done", {})
+    data.setdefault("finished", {})
     return data
 
 
@@ -186,7 +186,7 @@ def _record_done(folder: Path, entry: dict[str, Any], key: str, run: str) -> Non
     with _locked(folder):
         data = read_manifest(folder)
         data["run"] = run
-        data["done"][key] = entry
+        data["finished"][key] = entry
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -238,7 +238,7 @@ def reconstruct_many(run: PathLike, inputs: Union[PathLike, Sequence[PathLike]],
     overwrite = bool(reconstruct_kwargs.get("overwrite", False))
 
     def finished() -> list[bool]:
-        done = read_manifest(out_dir)["done"]
+        done = read_manifest(out_dir)["finished"]
         flags = []
         for position in mine:
             source, name = files[position], names[position]

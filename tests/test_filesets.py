@@ -59,7 +59,7 @@ def test_a_killed_glob_resumes_to_the_uninterrupted_result(setup, tmp_path, monk
     monkeypatch.setattr(invrim.reconstruct, "reconstruct", dies_in_the_second_file)
     with pytest.raises(KeyboardInterrupt):
         reconstruct_many(run, str(inputs / "*.h5"), tmp_path / "cut", batch_size=2, progress=False)
-    assert list(read_manifest(tmp_path / "cut")["done"]) == [str((inputs / "part0.h5").resolve())]
+    assert list(read_manifest(tmp_path / "cut")["finished"]) == [str((inputs / "part0.h5").resolve())]
     monkeypatch.setattr(invrim.reconstruct, "reconstruct", real)
     again = []
     monkeypatch.setattr(invrim.reconstruct, "reconstruct", lambda *a, **k: again.append(a[1]) or real(*a, **k))
@@ -67,7 +67,7 @@ def test_a_killed_glob_resumes_to_the_uninterrupted_result(setup, tmp_path, monk
     assert [p.name for p in again] == ["part1.h5", "part2.h5", "part3.h5"]   # the finished file is skipped
     got = _x_hats(tmp_path / "cut")
     assert got.keys() == reference.keys() and all(np.array_equal(got[k], reference[k]) for k in got)
-    assert len(read_manifest(tmp_path / "cut")["done"]) == 4
+    assert len(read_manifest(tmp_path / "cut")["finished"]) == 4
 
 
 def test_two_shards_cover_each_file_exactly_once(setup, tmp_path):
@@ -79,7 +79,7 @@ def test_two_shards_cover_each_file_exactly_once(setup, tmp_path):
     names = [p.name for p in first] + [p.name for p in second]
     assert sorted(names) == [f"part{i}.h5" for i in range(4)] and len(set(names)) == 4
     assert [p.name for p in first] == ["part0.h5", "part2.h5"]
-    done = json.loads((tmp_path / "out" / "manifest.json").read_text())["done"]
+    done = json.loads((tmp_path / "out" / "manifest.json").read_text())["finished"]
     assert sorted(v["output"] for v in done.values()) == sorted(names)
 
     summary = evaluate_folder(tmp_path / "out")
@@ -137,7 +137,7 @@ def test_a_sigkilled_job_resumes_the_partial_file(setup, tmp_path):
     killed = _python(str(script), str(run), str(inputs / "*.h5"), str(tmp_path / "cut"))
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert (tmp_path / "cut" / "part1.h5.partial").is_file() and not (tmp_path / "cut" / "part1.h5").exists()
-    assert len(read_manifest(tmp_path / "cut")["done"]) == 1
+    assert len(read_manifest(tmp_path / "cut")["finished"]) == 1
     reconstruct_many(run, str(inputs / "*.h5"), tmp_path / "cut", batch_size=2, progress=False)
     got, want = _x_hats(tmp_path / "cut"), _x_hats(tmp_path / "whole")
     assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in got)
@@ -166,4 +166,4 @@ def test_reconstruct_many_under_torchrun_equals_one_process(setup, tmp_path):
     got, want = _x_hats(tmp_path / "two"), _x_hats(tmp_path / "one")
     assert got.keys() == want.keys() == {"part0.h5", "part1.h5"}
     assert all(np.array_equal(got[k], want[k]) for k in got)
-    assert len(read_manifest(tmp_path / "two")["done"]) == 2
+    assert len(read_manifest(tmp_path / "two")["finished"]) == 2
