@@ -147,6 +147,38 @@ def shard_of(items: Sequence[Any], shard: Optional[tuple[int, int]]) -> list[int
     return list(range(i, len(items), n))
 
 
+# ---- importing many files ----------------------------------------------------------------------
+def import_jobs(mapping, inputs: Union[PathLike, Sequence[PathLike]], out_dir: Optional[PathLike]) -> list[tuple[Any, Optional[Path]]]:
+    """``[(mapping for one input, its output)]``: each input (:func:`resolve_inputs`) becomes the
+    mapping's default file (``{stem}`` in variable files names its companions) and goes to
+    ``out_dir/<stem>.h5`` (:func:`output_names`; None without ``out_dir``)."""
+    files = resolve_inputs(inputs)
+    out = Path(out_dir) if out_dir is not None else None
+    return [(mapping.with_file(source.resolve()), out / name if out is not None else None)
+            for source, name in zip(files, output_names(files))]
+
+
+def import_many(mapping, inputs: Union[PathLike, Sequence[PathLike]], out_dir: PathLike, *, link: bool = False,
+                overwrite: bool = False, progress: bool = True, check_values: bool = True) -> list[Path]:
+    """:func:`invrim.data.importer.import_data` for every input of a glob, list or manifest, one
+    output each in ``out_dir`` (created). Outputs that exist already are kept (a rerun after a kill
+    imports only what is missing: each file appears under its name only once complete), unless
+    ``overwrite``. Returns the outputs in input order."""
+    from .data.importer import import_data
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir} is a file; give a folder for the imports of several inputs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for job, target in import_jobs(mapping, inputs, out_dir):
+        if target.is_file() and not overwrite:
+            outputs.append(target)
+            continue
+        outputs.append(import_data(job, target, link=link, overwrite=overwrite, progress=progress,
+                                   check_values=check_values))
+    return outputs
+
+
 # ---- the folder's manifest --------------------------------------------------------------------
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:

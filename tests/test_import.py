@@ -334,3 +334,21 @@ def test_netcdf_dims_come_from_the_file_and_link_honours_select(tmp_path):
     with h5py.File(out) as f:
         assert f["y"].is_virtual
         np.testing.assert_array_equal(f["y"][:, :, :, 0], images[1:6:2])
+
+
+def test_import_many_keeps_finished_outputs(tmp_path, monkeypatch):
+    from invrim.filesets import import_many
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        np.save(tmp_path / "in" / f"s{i}.npy", np.full((2, 12, 10), i, np.float32))
+    mapping = _blur_mapping(y={"dims": ["sample", "height", "width"]})
+    first = import_many(mapping, str(tmp_path / "in" / "*.npy"), tmp_path / "out", progress=False)
+    assert [p.name for p in first] == ["s0.h5", "s1.h5", "s2.h5"]
+    (tmp_path / "out" / "s1.h5").unlink()                      # as if the job had been killed there
+    calls = []
+    import invrim.data.importer as importer
+    real = importer.import_data
+    monkeypatch.setattr(importer, "import_data", lambda job, out, **k: calls.append(out.name) or real(job, out, **k))
+    again = import_many(mapping, str(tmp_path / "in" / "*.npy"), tmp_path / "out", progress=False)
+    assert calls == ["s1.h5"] and again == first
+    assert float(HDF5Dataset(tmp_path / "out" / "s2.h5")[0]["y"].mean()) == 2.0

@@ -94,55 +94,49 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..data.importer import import_data
-    from ..filesets import output_names, resolve_inputs
+    from ..filesets import import_jobs, is_many, resolve_inputs
     from . import UsageError
 
     mapping = _mapping(args)
     inputs = resolve_inputs(args.inputs) if args.inputs else []
-    if not inputs and not mapping.file:
-        # every variable names its own file: one output
-        if not all(v.file for v in mapping.variables.values()):
-            raise UsageError("give the input file (INPUT), or a file for every variable (--var NAME=FILE::ARRAY)")
-    jobs = []
-    from ..filesets import is_many
-    many = len(inputs) > 1 or (inputs and is_many(args.inputs)) or (
-        args.output and (Path(args.output).is_dir() or args.output.endswith(("/", "\\"))))
-    if not many:
-        m = mapping.with_file(inputs[0].resolve() if args.mapping else inputs[0]) if inputs else mapping
-        jobs.append((m, Path(args.output) if args.output else None))
+    if not inputs and not mapping.file and not all(v.file for v in mapping.variables.values()):
+        raise UsageError("give the input file (INPUT), or a file for every variable (--var NAME=FILE::ARRAY)")
+    output = Path(args.output) if args.output else None
+    many = len(inputs) > 1 or bool(inputs and is_many(args.inputs)) or bool(
+        args.output and (output.is_dir() or args.output.endswith(("/", "\\"))))
+    if not args.dry_run and output is None:
+        raise UsageError("the output is required: -o FILE (-o FOLDER for several inputs), or --dry-run")
+    if many:
+        if output is not None and output.is_file():
+            raise UsageError(f"several inputs: -o {output} must be a folder, not a file")
+        jobs = import_jobs(mapping, inputs, output)
+        if not args.dry_run:
+            output.mkdir(parents=True, exist_ok=True)
     else:
-        if not args.output and not args.dry_run:
-            raise UsageError("several inputs: give the output folder, -o FOLDER")
-        folder = Path(args.output) if args.output else None
-        if folder is not None and folder.is_file():
-            raise UsageError(f"several inputs: -o {folder} must be a folder, not a file")
-        for source, name in zip(inputs, output_names(inputs)):
-            jobs.append((mapping.with_file(source.resolve() if args.mapping else source),
-                         folder / name if folder is not None else None))
-    if not args.dry_run:
-        if any(out is None for _, out in jobs):
-            raise UsageError("the output is required: -o FILE (or --dry-run)")
-        if many:
-            jobs[0][1].parent.mkdir(parents=True, exist_ok=True)
-    for m, out in jobs:
+        jobs = [(mapping.with_file(inputs[0].resolve()) if inputs else mapping, output)]
+    for job, out in jobs:
         if args.dry_run:
-            plan = import_data(m, out or "unused.h5", link=args.link, dry_run=True)
-            print(f"{m.file or 'input'} -> {out or '(no output)'}: nothing written (--dry-run)")
+            plan = import_data(job, out or "unused.h5", link=args.link, dry_run=True)
+            print(f"{job.file or 'input'} -> {out or '(no output)'}: nothing written (--dry-run)")
             print(plan.describe())
             continue
-        if out.is_file() and not args.overwrite and many:
-            print(f"{out} exists: skipped (--overwrite replaces it)")
+        if many and out.is_file() and not args.overwrite:
+            print(f"{out} exists: kept (--overwrite replaces it)")
             continue
-        path = import_data(m, out, link=args.link, overwrite=args.overwrite, progress=not args.quiet,
+        path = import_data(job, out, link=args.link, overwrite=args.overwrite, progress=not args.quiet,
                            check_values=not args.no_check_values)
-        from ..data import validate
-        info = validate(path, check_values=False, check_physics=False)
-        shapes = ", ".join(f"{n}{tuple(v.shape[1:])}" for n, v in info.variables.items()
-                           if n in ("x", "y", *info.parameters))
-        linked = [n for n, v in info.variables.items() if n in ("x", "y", *info.parameters) and _is_virtual(path, n)]
-        how = f" ({', '.join(linked)} linked, the rest copied)" if linked else ""
-        print(f"wrote {info.samples} samples to {path}{how}: {shapes}")
+        _report(path)
     return 0
+
+
+def _report(path) -> None:
+    from ..data import validate
+    info = validate(path, check_values=False, check_physics=False)
+    names = [n for n in info.variables if n in ("x", "y", *info.parameters)]
+    shapes = ", ".join(f"{n}{tuple(info.variables[n].shape[1:])}" for n in names)
+    linked = [n for n in names if _is_virtual(path, n)]
+    how = f" ({', '.join(linked)} linked, the rest copied)" if linked else ""
+    print(f"wrote {info.samples} samples to {path}{how}: {shapes}")
 
 
 def _is_virtual(path, name: str) -> bool:
