@@ -256,6 +256,12 @@ def reconstruct_many(run: PathLike, inputs: Union[PathLike, Sequence[PathLike]],
     The outputs of this job's share, in input order. A rerun after a kill skips the inputs the
     manifest records as done (their output present) and resumes the one that was cut short from
     its ``.partial`` file; the outputs equal an uninterrupted run's.
+
+    Raises
+    ------
+    DataError
+        After the whole share, when some inputs could not be reconstructed (a bad file, other
+        physics): one line listing them; the others are done and recorded.
     """
     from .reconstruct import reconstruct
 
@@ -282,19 +288,27 @@ def reconstruct_many(run: PathLike, inputs: Union[PathLike, Sequence[PathLike]],
 
     # rank 0 decides what is done, so that every rank of a torchrun job takes the same files
     skip = dd.broadcast_object(dd.on_main(finished, DataError))
-    results = []
+    results, failed = [], []
     for position, skipped in zip(mine, skip):
         source, name = files[position], names[position]
         target = out_dir / name
         if skipped:
             results.append(target)
             continue
-        path = reconstruct(run, source, target, progress=progress, **reconstruct_kwargs)
+        try:
+            path = reconstruct(run, source, target, progress=progress, **reconstruct_kwargs)
+        except DataError as e:            # a bad input stops only itself (every rank raises alike)
+            failed.append((source, str(e)))
+            continue
         if dd.is_main():
             st = source.stat()
             _record_done(out_dir, {"output": name, "input_size": st.st_size, "input_mtime_ns": st.st_mtime_ns},
                          str(source.resolve()), str(Path(run).resolve()))
         results.append(Path(path))
+    if failed:
+        listing = "; ".join(reason if str(source) in reason else f"{source}: {reason}" for source, reason in failed)
+        raise DataError(f"{len(failed)} of {len(mine)} inputs could not be reconstructed (the other "
+                        f"{len(mine) - len(failed)} are in {out_dir}): {listing}")
     return results
 
 

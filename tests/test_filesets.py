@@ -167,3 +167,18 @@ def test_reconstruct_many_under_torchrun_equals_one_process(setup, tmp_path):
     assert got.keys() == want.keys() == {"part0.h5", "part1.h5"}
     assert all(np.array_equal(got[k], want[k]) for k in got)
     assert len(read_manifest(tmp_path / "two")["finished"]) == 2
+
+
+def test_a_bad_input_stops_only_itself(setup, tmp_path):
+    run, inputs = setup
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("part0.h5", "part1.h5"):
+        (mixed / name).symlink_to(inputs / name)
+    data.simulate(mixed / "other.h5", "inpainting", "gaussian", 2, seed=0, generator="ellipses",
+                  generator_config={"shape": [16, 16]}, forward_model_config={"fraction": 0.5}, progress=False)
+    with pytest.raises(DataError, match=r"^1 of 3 inputs could not be reconstructed \(the other 2 are in .*\): "
+                                        r".*other\.h5 was made with forward model 'inpainting'") as e:
+        reconstruct_many(run, str(mixed / "*.h5"), tmp_path / "out", batch_size=2, progress=False)
+    assert "\n" not in str(e.value)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.h5")) == ["part0.h5", "part1.h5"]
