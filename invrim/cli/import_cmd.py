@@ -7,7 +7,7 @@ EPILOG = """examples:
   # fastMRI multi-coil: k-space per slice, one mask per file, coil maps from another file
   invrim import brain_001.h5 --forward-model mri_multicoil -f coils=4 -l sigma=0.01 \\
       --var y=kspace:sample,coil,ky,kx --var mask=mask:kx \\
-      --var sens=maps/brain_001.npz::sens:sample,coil,height,width --link -o brain_001.h5
+      --var sens=maps/brain_001.npz::sens:sample,coil,height,width --link -o brain_001_invrim.h5
   # a FITS cube of 100 planes of 64x64 (NAXIS3=100): numpy order (plane, row, column)
   invrim import cube.fits --forward-model blur -f psf_sigma=1.5 -l sigma=0.02 \\
       --var y=PRIMARY:sample,height,width -o cube.h5
