@@ -348,10 +348,10 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         Further run folders of the same problem (e.g. trained with other seeds): ``x_hat`` is the
         mean of all members, ``x_spread`` their per-pixel standard deviation.
 
-    Every output also holds ``data_fit`` ``(sample,)``, see :func:`data_fit`.
-
     Notes
     -----
+    Every output also holds ``data_fit`` ``(sample,)``, see :func:`data_fit`.
+
     Under ``torchrun`` each rank reconstructs a contiguous block of the batches into its own part
     file (``OUT.part<rank>of<world>``, crash-safe and resumable like the single-process output);
     rank 0 then merges the parts into ``OUT``. The batches are the single-process ones, so the
