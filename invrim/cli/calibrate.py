@@ -7,7 +7,7 @@ from ..config import CalibrationConfig, default
 from .arguments import positive_int
 
 EPILOG = """examples:
-  invrim simulate cal.h5 -f blur -l gaussian -n 500 --seed 7      # held-out pairs, same physics as training
+  invrim simulate --forward-model blur --generator ellipses --samples 500 --seed 7 -o cal.h5   # held-out pairs
   invrim calibrate run/ cal.h5                                   # 90 % per-pixel intervals
   invrim calibrate run/ cal.h5 --coverage 0.95 --false-alarm 0.01
   invrim calibrate run0/ cal.h5 --ensemble run1/ run2/           # scale: the spread of three RIMs
