@@ -46,6 +46,8 @@ def fit_restoring_beam(psf: Tensor) -> tuple[Tensor, Tensor]:
     Returns ``(abc (B, 3), area (B,))``: the quadratic form and the beam area ``2π/√(ac − b²)`` in
     pixels. Falls back to a circular beam where the fit is not positive definite.
     """
+    device, dtype = psf.device, psf.dtype
+    psf = psf.detach().cpu()
     B, H2, W2 = psf.shape
     cy, cx = H2 // 2, W2 // 2
     r = 2
@@ -71,7 +73,7 @@ def fit_restoring_beam(psf: Tensor) -> tuple[Tensor, Tensor]:
             bb = 0.0
         abc[b] = torch.tensor([a, bb, c], dtype=torch.float64)
     area = 2 * math.pi / torch.sqrt(abc[:, 0] * abc[:, 2] - abc[:, 1] ** 2)
-    return abc.to(psf.device), area.to(device=psf.device, dtype=psf.dtype)
+    return abc.to(device), area.to(device=device, dtype=dtype)
 
 
 def gaussian_beam(abc: Tensor, shape: tuple[int, int], dtype=torch.float64) -> Tensor:

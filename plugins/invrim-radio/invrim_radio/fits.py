@@ -12,10 +12,11 @@ def write_fits(image, path: Union[str, os.PathLike], pixel_scale: float, ra: flo
     """Write one image ``(H, W)`` (or ``(1, H, W)``; a tensor or an array) to ``path``.
 
     ``pixel_scale`` in arcsec, the phase centre ``(ra, dec)`` in degrees at pixel ``(H//2, W//2)``
-    (0-based), as invrim-radio's forward model puts it. Row ``h`` of the image becomes FITS axis 2
-    (declination increasing with ``h``), column ``w`` axis 1, with RA increasing to the left
-    (``CDELT1 < 0``) as usual — so ``l = (w − W//2) δ`` of the forward model points west. Returns
-    the path.
+    (0-based), as invrim-radio's forward model puts it. The forward model's ``l = (w − W//2) δ``
+    points east (towards increasing RA, as ``u`` does) and ``m = (h − H//2) δ`` north; FITS images
+    are conventionally written with RA increasing to the left (``CDELT1 < 0``), so the columns are
+    mirrored on writing (column ``w`` becomes FITS column ``W − w``, 1-based) and row ``h`` becomes
+    FITS row ``h + 1``. Returns the path.
     """
     try:
         from astropy.io import fits
@@ -28,9 +29,10 @@ def write_fits(image, path: Union[str, os.PathLike], pixel_scale: float, ra: flo
     if data.ndim != 2:
         raise ValueError(f"write_fits needs an image of shape (H, W) or (1, H, W), got {data.shape}")
     H, W = data.shape
+    data = np.ascontiguousarray(data[:, ::-1])                       # east to the left
     header = fits.Header()
     header["CTYPE1"], header["CTYPE2"] = "RA---SIN", "DEC--SIN"
-    header["CRPIX1"], header["CRPIX2"] = W // 2 + 1, H // 2 + 1          # FITS pixels are 1-based
+    header["CRPIX1"], header["CRPIX2"] = W - W // 2, H // 2 + 1           # FITS pixels are 1-based
     header["CRVAL1"], header["CRVAL2"] = float(ra), float(dec)
     header["CDELT1"], header["CDELT2"] = -float(pixel_scale) / 3600, float(pixel_scale) / 3600
     header["CUNIT1"], header["CUNIT2"] = "deg", "deg"

@@ -10,7 +10,8 @@ def invrim_forward_models():
             factory="invrim_radio.physics:RadioInterferometry",
             summary="radio interferometer: sky x (B, 1, H, W) -> complex visibilities (B, V) at per-sample (u, v) "
                     "by a NUFFT; Earth-rotation coverage; Hogbom CLEAN baseline",
-            requires=("finufft",),
+            # finufft is a dependency of the distribution, imported only when a transform runs;
+            # backend="dft" (pure torch) needs nothing beyond torch
         ),
     ]
 

@@ -76,9 +76,19 @@ def test_write_fits_round_trips_with_a_celestial_wcs(tmp_path):
     image = torch.arange(12.0).reshape(1, 3, 4)
     path = write_fits(image, tmp_path / "sky.fits", pixel_scale=2.5, ra=150.0, dec=2.2, frequency=1.4e9)
     with fits.open(path) as hdul:
-        np.testing.assert_array_equal(hdul[0].data, image[0].numpy())
+        np.testing.assert_array_equal(hdul[0].data, image[0].numpy()[:, ::-1])     # east to the left
         h = hdul[0].header
-        assert h["CTYPE1"] == "RA---SIN" and h["CRPIX1"] == 3 and h["CRPIX2"] == 2
+        assert h["CTYPE1"] == "RA---SIN" and h["CRPIX1"] == 2 and h["CRPIX2"] == 2
+        # the phase-centre pixel (H//2, W//2) = (1, 2) lands on (CRPIX2, CRPIX1), 1-based
+        assert hdul[0].data[h["CRPIX2"] - 1, h["CRPIX1"] - 1] == image[0, 1, 2]
+    from astropy.wcs import WCS
+    with fits.open(path) as hdul:
+        wcs = WCS(hdul[0].header)
+        ra_east, _ = wcs.wcs_pix2world([[0, 1]], 0)[0]        # FITS column 0 = image column W − 1 (east)
+        ra_west, _ = wcs.wcs_pix2world([[3, 1]], 0)[0]
+        assert ra_east > 150.0 > ra_west
+    with fits.open(path) as hdul:
+        h = hdul[0].header
         assert h["CDELT1"] == pytest.approx(-2.5 / 3600) and h["CRVAL2"] == 2.2 and h["BUNIT"] == "Jy/pixel"
     with pytest.raises(ValueError, match="shape"):
         write_fits(torch.zeros(2, 3, 4), tmp_path / "bad.fits", pixel_scale=1.0)
