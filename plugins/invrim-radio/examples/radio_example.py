@@ -90,11 +90,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="training epochs of 2048 skies (default 5)")
     parser.add_argument("--start", default="clean", help="the RIM's start: clean, least_squares or dirty")
     parser.add_argument("--loss-weights", default="uniform", help="uniform or linear")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the weights and the batches")
     parser.add_argument("--detach-score", action="store_true", help="do not differentiate through the score")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
 
     size = 32
     op = RadioInterferometry(image_size=size, layout=args.layout, duration=(1.0, 3.0), integration=10.0,
@@ -128,7 +129,7 @@ def main() -> None:
     print(f"training a RIM ({sum(p.numel() for p in net.parameters())} weights) for up to {budget_s:.0f} s ...")
     start, cpu = time.monotonic(), time.process_time()
     history = rim.fit(train, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, max_time=budget_s / 3600,
-                      clip=1.0, seed=0, progress=False)
+                      clip=1.0, seed=args.seed, progress=False)
     steps = len(history) * -(-n_train // args.batch_size)
     print(f"trained {len(history)} epochs ({steps} steps) in {time.monotonic() - start:.0f} s wall, "
           f"{time.process_time() - cpu:.0f} s CPU ({history.stop_reason}), "

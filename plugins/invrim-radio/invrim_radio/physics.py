@@ -73,9 +73,8 @@ class RadioInterferometry(LinearForwardModel):
     layout, frequency, declination, hour_angle, duration, integration, noise
         Simulation (:meth:`sample_parameters`): a bundled layout (``"vla"``, ``"alma_compact"``,
         ``"random"``) or a layout file; the observing frequency in Hz; the source declination in
-        degrees (a number, or ``[low, high]`` drawn uniformly per sample; ``None``: the layout's latitude
-        ± 30 deg); the hour-angle range
-        ``[start, stop]`` in hours; the length of each sample's track in hours (a number or
+        degrees (a number, or ``[low, high]`` drawn uniformly per sample; ``None``: the layout's
+        latitude ± 30 deg); the hour-angle range ``[start, stop]`` in hours; the length of each sample's track in hours (a number or
         ``[low, high]``, drawn per sample, a window at a random place in ``hour_angle``); the time
         between snapshots in minutes; the noise σ (Jy, on each of the real and imaginary parts) of
         a baseline between two dishes of the layout's median diameter, ``σ_ij = noise · D²/(D_i D_j)``
@@ -107,8 +106,8 @@ class RadioInterferometry(LinearForwardModel):
     def __init__(self, image_size: Union[int, Sequence[int]] = 32, pixel_scale: Optional[float] = None,
                  layout: str = "vla", frequency: float = 1.4e9, declination: Any = None,
                  hour_angle: Sequence[float] = (-4.0, 4.0), duration: Any = (1.0, 4.0), integration: float = 15.0,
-                 noise: Any = 0.5, min_elevation: float = 15.0, primary_beam_fwhm: Optional[float] = None, backend: str = "finufft",
-                 eps: Optional[float] = None, clean_gain: float = 0.1, clean_iterations: int = 1000,
+                 noise: Any = 0.5, min_elevation: float = 15.0, primary_beam_fwhm: Optional[float] = None,
+                 backend: str = "finufft", eps: Optional[float] = None, clean_gain: float = 0.1, clean_iterations: int = 1000,
                  clean_threshold: float = 3.0, start: str = "clean", pinv_iterations: int = 10) -> None:
         super().__init__()
         self.height, self.width = _size(image_size)
