@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -122,18 +123,28 @@ def run_domain(name: str, d: dict, folder: Path, args, ensemble: int = 0) -> dic
     for s in range(args.seeds):
         cal = _simulate(folder, f"cal{s}", d, args.cal, 1000 + s)
         test = _simulate(folder, f"test{s}", d, args.test, 2000 + s)
+        # the base scale alone (trajectory movement or ensemble spread), then the default (auto)
+        calibrate(runs[0], cal, 0.9, ensemble=members, seed=s, scale="base", progress=False)
+        out = folder / f"out_base{s}.h5"
+        reconstruct(runs[0], test, out, uncertainty=True, overwrite=True, progress=False)
+        base = _tally(out, test)
         record = calibrate(runs[0], cal, 0.9, ensemble=members, seed=s, progress=False)
         out = folder / f"out{s}.h5"
         reconstruct(runs[0], test, out, uncertainty=True, overwrite=True, progress=False)
-        row = {"seed": s, **_tally(out, test), "floor_factor": record["scale"]["floor_factor"],
-               "pixel_quantile": record["pixel"]["quantile"]}
+        row = {"seed": s, **_tally(out, test), "scale": record["scale"]["method"],
+               "floor_factor": record["scale"]["floor_factor"], "pixel_quantile": record["pixel"]["quantile"],
+               "base_scale": {k: base[k] for k in ("pixel", "image", "mean_half_width", "rank_correlation",
+                                                   "sample_rank_correlation")}}
         noisy = _noisier(test, folder / f"noisy{s}.h5", d["extra_noise"], s)
         row["flagged_extra_noise"] = _flagged(runs[0], noisy, folder / f"out_noisy{s}.h5", members)
         if d["other_images"]:
             other = _simulate(folder, f"other{s}", d, args.test, 3000 + s, generator=d["other_images"])
             row["flagged_other_images"] = _flagged(runs[0], other, folder / f"out_other{s}.h5", members)
         seeds.append(row)
-        print(f"  {name}{' ensemble' if ensemble else ''} seed {s}: pixel {row['pixel'][0.9]:.3f}/"
+        print(f"  {name}{' ensemble' if ensemble else ''} seed {s}: base scale: pixel {base['pixel'][0.9]:.3f}, "
+              f"width {base['mean_half_width']:.4f}, rho {base['rank_correlation']:.2f} (samples "
+              f"{base['sample_rank_correlation']:.2f}); {row['scale']}: width {row['mean_half_width']:.4f}, "
+              f"pixel {row['pixel'][0.9]:.3f}/"
               f"{row['pixel'][0.95]:.3f}, image {row['image'][0.9]:.3f}/{row['image'][0.95]:.3f}, "
               f"rho {row['rank_correlation']:.2f} (samples {row['sample_rank_correlation']:.2f}), flagged "
               f"{row['flagged']:.3f} / noisy {row['flagged_extra_noise']:.3f}"
@@ -143,7 +154,12 @@ def run_domain(name: str, d: dict, folder: Path, args, ensemble: int = 0) -> dic
         vals = [r[key][level] if level is not None else r[key] for r in seeds if key in r]
         vals = [v for v in vals if v is not None]
         return statistics.median(vals) if vals else None
-    summary = {"pixel": {lv: med("pixel", lv) for lv in LEVELS}, "image": {lv: med("image", lv) for lv in LEVELS},
+    base_rows = [r["base_scale"] for r in seeds]
+    base_summary = {k: statistics.median([r[k] for r in base_rows if r[k] is not None] or [math.nan])
+                    for k in ("mean_half_width", "rank_correlation", "sample_rank_correlation")}
+    base_summary["pixel"] = {lv: statistics.median([r["pixel"][lv] for r in base_rows]) for lv in LEVELS}
+    summary = {"base_scale": base_summary, "scales_chosen": [r["scale"] for r in seeds],
+               "pixel": {lv: med("pixel", lv) for lv in LEVELS}, "image": {lv: med("image", lv) for lv in LEVELS},
                **{k: med(k) for k in ("mean_half_width", "rank_correlation", "sample_rank_correlation", "flagged",
                                       "flagged_extra_noise", "flagged_other_images")}}
     return {"domain": name, "scale": "ensemble" if ensemble else "trajectory", "members": 1 + ensemble,
@@ -154,12 +170,17 @@ def run_domain(name: str, d: dict, folder: Path, args, ensemble: int = 0) -> dic
 def table(results: list[dict[str, Any]]) -> str:
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}"
-    lines = ["| domain | scale | pixels in @90 | @95 | images in @90 | @95 | ρ(width, error) pixels | samples | "
-             "flagged: in-dist. | extra noise | other images |", "|" + "---|" * 11]
+    lines = ["| domain | scale (members) | pixels in @90 | @95 | images in @90 | @95 | mean half-width | "
+             "ρ(width, error) pixels | samples | flagged: in-dist. | extra noise | other images |", "|" + "---|" * 12]
     for r in results:
-        m = r["median"]
-        lines.append(f"| {r['domain']} | {r['scale']} ({r['members']}) | {pct(m['pixel'][0.9])} | {pct(m['pixel'][0.95])} | "
-                     f"{pct(m['image'][0.9])} | {pct(m['image'][0.95])} | {m['rank_correlation']:.2f} | "
+        m, b = r["median"], r["median"]["base_scale"]
+        chosen = "/".join(sorted(set(m["scales_chosen"])))
+        lines.append(f"| {r['domain']} | {r['scale']} alone ({r['members']}) | {pct(b['pixel'][0.9])} | "
+                     f"{pct(b['pixel'][0.95])} | | | {b['mean_half_width']:.4f} | {b['rank_correlation']:.2f} | "
+                     f"{b['sample_rank_correlation']:.2f} | | | |")
+        lines.append(f"| {r['domain']} | auto: {chosen} ({r['members']}) | {pct(m['pixel'][0.9])} | {pct(m['pixel'][0.95])} | "
+                     f"{pct(m['image'][0.9])} | {pct(m['image'][0.95])} | {m['mean_half_width']:.4f} | "
+                     f"{m['rank_correlation']:.2f} | "
                      f"{m['sample_rank_correlation']:.2f} | {pct(m['flagged'])} | {pct(m['flagged_extra_noise'])} | "
                      f"{pct(m['flagged_other_images'])} |")
     return "\n".join(lines)

@@ -148,6 +148,10 @@ class FitConfig:
         return dataclasses.asdict(self)
 
 
+#: The per-pixel scales a calibration can use (:class:`CalibrationConfig`'s ``scale``).
+SCALES = ("auto", "base", "learned")
+
+
 @dataclass
 class CalibrationConfig:
     """Options of :func:`invrim.uncertainty.calibrate` (and ``invrim calibrate``).
@@ -158,7 +162,10 @@ class CalibrationConfig:
     also stores (for the calibration plot of ``invrim evaluate --plot``); ``tuning_fraction`` the
     share of the calibration samples used to choose the scale's floor (the rest gives the
     conformal quantiles); ``floor_factors`` the floors tried, as multiples of the mean scale;
-    ``seed`` the seed of that split.
+    ``seed`` the seed of that split; ``scale`` the per-pixel scale: ``"base"`` (the trajectory's
+    movement, or the ensemble's spread), ``"learned"`` (a log-linear fit of the error on the base
+    scale, the image gradient, the sample's mean scale and data fit, made on the tuning samples) or
+    ``"auto"`` (whichever gives the narrower intervals on the tuning samples).
     """
 
     coverage: float = 0.9
@@ -168,8 +175,11 @@ class CalibrationConfig:
     floor_factors: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 1000.0)
     batch_size: int = 16
     seed: int = 0
+    scale: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
         for name in ("coverage", "false_alarm"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:

@@ -143,6 +143,48 @@ def estimate(rims: Sequence, y: torch.Tensor, params: dict[str, torch.Tensor]) -
         return {"x_hat": steps[-1], "steps": steps, "scale": spread, "spread": spread}
 
 
+#: The features of the learned scale (each enters as its logarithm, so the scale is a product of
+#: powers of them): the base scale (trajectory or ensemble), the gradient magnitude of ``x_hat``,
+#: the sample's mean base scale, and the sample's ``data_fit``.
+SCALE_FEATURES = ("base", "gradient", "sample_base", "data_fit")
+
+
+def gradient_magnitude(x: torch.Tensor, x_dims: Sequence[str]) -> torch.Tensor:
+    """``|∇x|`` per pixel ``(B, *x_dims)`` by central differences along every axis of ``x_dims``
+    that is not ``channel`` and has at least 3 entries (zeros when there is none)."""
+    axes = [1 + i for i, (d, n) in enumerate(zip(x_dims, x.shape[1:])) if d != "channel" and n >= 3]
+    if not axes:
+        return torch.zeros_like(x)
+    grads = torch.gradient(x, dim=axes)
+    return torch.sqrt(sum(g ** 2 for g in grads))
+
+
+def scale_features(base: torch.Tensor, x_hat: torch.Tensor, fit: torch.Tensor, x_dims: Sequence[str],
+                   eps: dict[str, float]) -> torch.Tensor:
+    """The logarithms of :data:`SCALE_FEATURES` per pixel, ``(B, *x_dims, 4)`` float64; ``eps``
+    keeps each logarithm finite (``{"base", "gradient", "data_fit"}``)."""
+    base, x_hat = base.double(), x_hat.double()
+    shape = (-1,) + (1,) * (base.dim() - 1)
+    sample = base.flatten(1).mean(dim=1).reshape(shape).expand_as(base)
+    fit = fit.double().to(base.device).clamp_min(0).reshape(shape).expand_as(base)
+    return torch.stack([torch.log(base + eps["base"]),
+                        torch.log(gradient_magnitude(x_hat, x_dims) + eps["gradient"]),
+                        torch.log(sample + eps["base"]), torch.log(fit + eps["data_fit"])], dim=-1)
+
+
+def pixel_scale(calibration: dict[str, Any], result: dict[str, Any], fit: torch.Tensor,
+                x_dims: Sequence[str]) -> torch.Tensor:
+    """The per-pixel scale a calibration uses: the base scale of :func:`estimate` itself, or, for a
+    learned scale (``calibration["scale"]["weights"]``), ``exp(w₀ + Σ wᵢ log fᵢ)`` over
+    :data:`SCALE_FEATURES`."""
+    rule = calibration["scale"]
+    if not rule.get("weights"):
+        return result["scale"]
+    w = torch.tensor(rule["weights"], dtype=torch.float64, device=result["x_hat"].device)
+    f = scale_features(result["scale"], result["x_hat"], fit, x_dims, rule["eps"])
+    return torch.exp(w[0] + f @ w[1:]).to(result["x_hat"].dtype)
+
+
 def data_fit_name(likelihood) -> str:
     """What :func:`data_fit` measures for ``likelihood``."""
     if isinstance(likelihood, Gaussian):
@@ -542,7 +584,8 @@ def _compute(path: Path, start: int, stop: int, batch_size: int, job: dict, prog
             if result["spread"] is not None:
                 arrays[SPREAD] = result["spread"].cpu().numpy()
             if calibration is not None:
-                arrays[UNCERTAINTY] = half_width(calibration, result["scale"]).cpu().numpy()
+                scale = pixel_scale(calibration, result, fit, dataset.problem.forward_model.x_dims)
+                arrays[UNCERTAINTY] = half_width(calibration, scale).cpu().numpy()
                 arrays[OOD] = flag_out_of_distribution(calibration, fit).cpu().numpy()
             if trajectory:
                 arrays[TRAJECTORY] = torch.stack(xs, dim=1).cpu().numpy()

@@ -7,10 +7,11 @@ never saw (see ``docs/uncertainty.md``):
    (:func:`invrim.reconstruct.estimate`), with a per-pixel *scale* ``s`` that adapts to the
    sample: for one RIM the spread of the second half of its trajectory around the final estimate
    (:func:`invrim.reconstruct.trajectory_scale`), for an ensemble the members' standard deviation.
-2. The normalised error of every pixel is ``r = |x − x̂| / (s + δ)``. The floor ``δ`` (a multiple
-   of the mean scale) is chosen on a first part of the samples (the *tuning* part) as the one that
-   gives the narrowest intervals there; the conformal quantiles come from the rest alone, so the
-   guarantee is exact for that rest.
+2. On a first part of the samples (the *tuning* part) a learned scale is fitted (least squares of
+   ``log |x − x̂|`` on the logs of :data:`~invrim.reconstruct.SCALE_FEATURES`); the normalised error
+   of every pixel is ``r = |x − x̂| / (s + δ)`` with ``s`` the base or the learned scale and the
+   floor ``δ`` (a multiple of the mean scale), both chosen there as the narrowest intervals; the
+   conformal quantiles come from the rest alone, so the guarantee is exact for that rest.
 3. **Per pixel**, the quantile ``q`` is chosen by conformal risk control (Angelopoulos et al.
    2022): the smallest ``q`` with ``n/(n+1) · L̂(q) + 1/(n+1) ≤ α``, ``L̂`` the calibration
    samples' mean fraction of pixels with ``r > q``. For a new sample drawn like the calibration
@@ -48,8 +49,9 @@ from tqdm.auto import tqdm
 from .config import CalibrationConfig
 from .data import HDF5Dataset
 from .data.schema import OBSERVATION, TRUTH, DataError
-from .reconstruct import (check_distinct, check_match, data_fit, data_fit_name, estimate, half_width, load_members, load_run,
-                          member_record, quantile)
+from .reconstruct import (SCALE_FEATURES, check_distinct, check_match, data_fit, data_fit_name, estimate,
+                          gradient_magnitude, half_width, load_members, load_run, member_record, pixel_scale,
+                          quantile, scale_features)
 from .runs import RunFolder, file_digest
 
 __all__ = ["calibrate", "intervals", "coverage", "CoverageTally", "rank_correlation", "conformal_quantiles",
@@ -169,8 +171,8 @@ def calibrate(run: PathLike, calibration_file: PathLike, coverage: Optional[floa
     save
         Write ``calibration.json`` (else only return the record).
     options
-        Further :class:`~invrim.config.CalibrationConfig` fields (``levels``, ``tuning_fraction``,
-        ``floor_factors``, ``seed``).
+        Further :class:`~invrim.config.CalibrationConfig` fields (``scale``, ``levels``,
+        ``tuning_fraction``, ``floor_factors``, ``seed``).
 
     Returns
     -------
@@ -203,20 +205,37 @@ def calibrate(run: PathLike, calibration_file: PathLike, coverage: Optional[floa
         for member, _, member_data, member_run in members:
             check_match(member, member_data, dataset, member_run, cal)
             member.problem = dataset.problem
-        errors, scales, fits = _collect(dataset, [rim, *(m[0] for m in members)], cfg.batch_size, progress)
+        errors, base, fits, x_hats = _collect(dataset, [rim, *(m[0] for m in members)], cfg.batch_size, progress)
         created = dataset.info.attrs.get("created")
         samples = len(dataset)
+        x_dims = tuple(dataset.problem.forward_model.x_dims)
     finally:
         dataset.close()
 
     n = errors.shape[0]
     order = np.random.default_rng(cfg.seed).permutation(n)
     n_tune = int(round(cfg.tuning_fraction * n))
-    tune, rest = order[:n_tune], order[n_tune:]
-    if n_tune:
-        factor, widths = _choose_floor(errors[tune], scales[tune], cfg.coverage, cfg.floor_factors)
-    else:
-        factor, widths = 1.0, {}
+    tune, rest = np.sort(order[:n_tune]), np.sort(order[n_tune:])
+    method = "ensemble" if members else "trajectory"
+    # candidate scales, chosen between on the tuning samples only (so the guarantee on the rest holds)
+    candidates: dict[str, tuple[np.ndarray, Optional[dict[str, Any]]]] = {}
+    if cfg.scale != "learned" or n_tune < 2:
+        candidates[method] = (base, None)
+    if cfg.scale != "base" and n_tune >= 2:
+        rule = _fit_scale(errors[tune], base[tune], x_hats[tune], fits[tune], x_dims, cfg.seed)
+        candidates["learned"] = (_learned(rule, base, x_hats, fits, x_dims), rule)
+    tried: dict[str, dict[str, Any]] = {}
+    for name, (scale, _) in candidates.items():
+        if n_tune:
+            factor, widths = _choose_floor(errors[tune], scale[tune], cfg.coverage, cfg.floor_factors)
+        else:
+            factor, widths = 1.0, {}
+        tried[name] = {"floor_factor": factor, "mean_half_width_by_floor_factor": widths,
+                       "mean_half_width": min(widths.values()) if widths else None}
+    chosen = min(tried, key=lambda k: tried[k]["mean_half_width"] if tried[k]["mean_half_width"] is not None
+                 else math.inf)
+    scales, rule = candidates[chosen]
+    factor = tried[chosen]["floor_factor"]
     mean_scale = float(scales[tune].mean() if n_tune else scales.mean())
     floor = factor * mean_scale if mean_scale > 0 else 1.0
     scores = errors[rest] / (scales[rest] + floor)
@@ -228,11 +247,12 @@ def calibrate(run: PathLike, calibration_file: PathLike, coverage: Optional[floa
     main = levels.get(repr(cfg.coverage))
     if main is None or main["image"] is None:
         _check_enough(cal, samples, cfg, force=True)
-    method = "ensemble" if members else "trajectory"
     out = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "coverage": cfg.coverage, "false_alarm": cfg.false_alarm, "guarantee": GUARANTEE,
-        "scale": {"method": method, "floor": floor, "floor_factor": factor, "mean_scale": mean_scale},
+        "scale": {"method": chosen, "base": method, "floor": floor, "floor_factor": factor, "mean_scale": mean_scale,
+                  **({"features": list(SCALE_FEATURES), "weights": rule["weights"], "eps": rule["eps"]}
+                     if rule else {})},
         "pixel": {"quantile": main["pixel"], "samples": int(rest.size), "method": "conformal risk control",
                   "mean_half_width": float((main["pixel"] * (scales[rest] + floor)).mean())},
         "image": {"quantile": main["image"], "samples": int(rest.size),
@@ -242,16 +262,55 @@ def calibrate(run: PathLike, calibration_file: PathLike, coverage: Optional[floa
         "file": {"path": str(cal.resolve()), "samples": samples, "created": created},
         "weights": {"file": weight_file.name, "sha256": file_digest(weight_file)},
         "ensemble": member_record(members),
-        "tuning": {"samples": int(n_tune), "seed": cfg.seed, "mean_half_width_by_floor_factor": widths},
+        "tuning": {"samples": int(n_tune), "seed": cfg.seed, "scales": tried},
     }
     return folder.write_calibration(out) if save else out
 
 
-def _collect(dataset, rims: list, batch_size: int, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``|x − x̂|`` and the scale ``(n, pixels)`` float64 and the data fit ``(n,)`` of every sample."""
+#: At most this many pixels enter the least-squares fit of the learned scale.
+MAX_FIT_PIXELS = 400_000
+
+
+def _fit_scale(errors: np.ndarray, base: np.ndarray, x_hats: torch.Tensor, fits: np.ndarray,
+               x_dims: tuple[str, ...], seed: int) -> dict[str, Any]:
+    """The learned scale: least squares of ``log(|x − x̂| + ε)`` on the logarithms of
+    :data:`~invrim.reconstruct.SCALE_FEATURES`, over (a sample of) the tuning pixels."""
+    n = errors.shape[0]
+    shape = tuple(x_hats.shape[1:])
+    base_t = torch.from_numpy(base).reshape(n, *shape)
+    grad = torch.cat([gradient_magnitude(x_hats[i:i + 64].double(), x_dims) for i in range(0, n, 64)])
+    eps = {"base": 0.01 * float(base.mean()) + 1e-12, "gradient": 0.01 * float(grad.mean()) + 1e-12,
+           "data_fit": 1e-6}
+    feats = scale_features(base_t, x_hats, torch.from_numpy(fits), x_dims, eps).reshape(-1, len(SCALE_FEATURES))
+    target = np.log(errors.reshape(-1) + 0.01 * float(errors.mean()) + 1e-12)
+    rows = np.arange(target.size)
+    if rows.size > MAX_FIT_PIXELS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows.size, MAX_FIT_PIXELS, replace=False))
+    design = np.concatenate([np.ones((rows.size, 1)), feats.numpy()[rows]], axis=1)
+    weights = np.linalg.lstsq(design, target[rows], rcond=None)[0]
+    return {"weights": [float(w) for w in weights], "eps": eps}
+
+
+def _learned(rule: dict[str, Any], base: np.ndarray, x_hats: torch.Tensor, fits: np.ndarray,
+             x_dims: tuple[str, ...]) -> np.ndarray:
+    """The learned scale of every sample ``(n, pixels)`` float64, as :func:`invrim.reconstruct.pixel_scale`
+    computes it at reconstruction time."""
+    n, shape = base.shape[0], tuple(x_hats.shape[1:])
+    record = {"scale": rule}
+    out = []
+    for i in range(0, n, 64):
+        result = {"scale": torch.from_numpy(base[i:i + 64]).reshape(-1, *shape), "x_hat": x_hats[i:i + 64].double()}
+        out.append(pixel_scale(record, result, torch.from_numpy(fits[i:i + 64]), x_dims).flatten(1).numpy())
+    return np.concatenate(out)
+
+
+def _collect(dataset, rims: list, batch_size: int, progress: bool
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+    """``|x − x̂|`` and the base scale ``(n, pixels)`` float64, the data fit ``(n,)`` and ``x̂``
+    ``(n, *x_dims)`` of every sample."""
     n = len(dataset)
     device = next(rims[0].model.parameters()).device
-    errors, scales, fits = [], [], []
+    errors, scales, fits, x_hats = [], [], [], []
     bar = tqdm(total=n, disable=not progress, desc="calibrate", unit="sample", dynamic_ncols=True)
     try:
         for lo in range(0, n, batch_size):
@@ -263,10 +322,11 @@ def _collect(dataset, rims: list, batch_size: int, progress: bool) -> tuple[np.n
             errors.append((x - result["x_hat"]).abs().flatten(1).double().cpu().numpy())
             scales.append(result["scale"].flatten(1).double().cpu().numpy())
             fits.append(data_fit(dataset.problem, result["x_hat"], y, **params).cpu().numpy())
+            x_hats.append(result["x_hat"].float().cpu())
             bar.update(y.shape[0])
     finally:
         bar.close()
-    return np.concatenate(errors), np.concatenate(scales), np.concatenate(fits)
+    return np.concatenate(errors), np.concatenate(scales), np.concatenate(fits), torch.cat(x_hats)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,8 +335,8 @@ def _collect(dataset, rims: list, batch_size: int, progress: bool) -> tuple[np.n
 def intervals(x_hat: torch.Tensor, scale: torch.Tensor, calibration: dict[str, Any],
               coverage: Optional[float] = None, per: str = "pixel") -> tuple[torch.Tensor, torch.Tensor]:
     """``(lower, upper)``: the calibrated interval of every pixel of ``x_hat`` given its ``scale``
-    (as :func:`invrim.reconstruct.estimate` returns it); ``per="image"`` gives the whole-image
-    band; ``coverage`` another of the calibration's ``levels``."""
+    (as :func:`invrim.reconstruct.pixel_scale` computes it for this calibration); ``per="image"``
+    gives the whole-image band; ``coverage`` another of the calibration's ``levels``."""
     w = half_width(calibration, scale, coverage, per)
     return x_hat - w, x_hat + w
 
@@ -390,8 +450,10 @@ def describe(record: dict[str, Any]) -> str:
     pixel, image, fit = record["pixel"], record["image"], record["data_fit"]
     scale = record["scale"]
     members = len(record.get("ensemble") or [])
-    how = (f"the spread of {members + 1} ensemble members" if scale["method"] == "ensemble"
-           else "the movement of the RIM's last steps")
+    base = (f"the spread of {members + 1} ensemble members" if scale.get("base", scale["method"]) == "ensemble"
+            else "the movement of the RIM's last steps")
+    how = (f"learned on the tuning samples from {base}, the image gradient, the sample's mean scale and data fit"
+           if scale["method"] == "learned" else base)
     low = "-" if fit["low"] is None else f"{fit['low']:.4g}"
     high = "-" if fit["high"] is None else f"{fit['high']:.4g}"
     lines = [

@@ -251,3 +251,33 @@ def test_clear_errors(setup, tmp_path, capsys):
     # a reconstruction without intervals has no calibration figure
     plain = reconstruct(fresh, test, tmp_path / "plain.h5", progress=False)
     _one_line(capsys, ["evaluate", str(plain), "--plot", str(tmp_path / "c.png")], "--uncertainty")
+
+
+def test_learned_scale_is_applied_at_reconstruction_as_calibrated(setup, tmp_path):
+    """The learned scale is fitted on the tuning half only; reconstruct applies exactly the formula
+    the calibration chose, and --scale base keeps the trajectory's scale."""
+    from invrim.reconstruct import estimate, load_run, pixel_scale
+    root, runs, cal, test = setup
+    base = calibrate(runs[0], cal, 0.9, scale="base", progress=False, save=False)
+    assert base["scale"]["method"] == "trajectory" and "weights" not in base["scale"]
+    record = calibrate(runs[0], cal, 0.9, scale="learned", progress=False)
+    assert record["scale"]["method"] == "learned" and len(record["scale"]["weights"]) == 5
+    tried = record["tuning"]["scales"]
+    assert set(tried) == {"learned"}
+    auto = calibrate(runs[0], cal, 0.9, progress=False, save=False)
+    widths = {k: v["mean_half_width"] for k, v in auto["tuning"]["scales"].items()}
+    assert set(widths) == {"trajectory", "learned"} and auto["scale"]["method"] == min(widths, key=widths.get)
+    out = reconstruct(runs[0], test, tmp_path / "l.h5", uncertainty=True, batch_size=7, progress=False)
+    rim, _, _ = load_run(runs[0])
+    ds = HDF5Dataset(test, dtype=torch.float32)
+    batch = ds.read(0, 20)
+    y, _ = batch.pop("y"), batch.pop("x")
+    rim.problem = ds.problem
+    result = estimate([rim], y, batch)
+    fit = data_fit(ds.problem, result["x_hat"], y, **batch)
+    scale = pixel_scale(record, result, fit, ds.problem.forward_model.x_dims)
+    expected = record["pixel"]["quantile"] * (scale + record["scale"]["floor"])
+    with h5py.File(out, "r") as f:
+        np.testing.assert_allclose(f["x_uncertainty"][:20], expected.numpy(), rtol=1e-4, atol=1e-6)
+    ds.close()
+    assert main(["calibrate", str(runs[0]), str(cal), "--scale", "bogus"]) == 2

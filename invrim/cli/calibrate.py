@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import CalibrationConfig, default
+from ..config import SCALES, CalibrationConfig, default
 from .arguments import positive_int
 
 EPILOG = """examples:
@@ -38,6 +38,9 @@ def add_parser(sub) -> None:
                         "(default %(default)s)")
     p.add_argument("--ensemble", nargs="+", metavar="RUN2", default=None,
                    help="further run folders of the same problem (e.g. other --seed): the scale is their spread")
+    p.add_argument("--scale", choices=SCALES, default=default(CalibrationConfig, "scale"),
+                   help="per-pixel scale: base (trajectory movement or ensemble spread), learned (fitted on half "
+                        "of CAL), or auto: the narrower on that half (default %(default)s)")
     p.add_argument("--weights", default="best", help="which weights: best (default), last, or an epoch number")
     p.add_argument("--batch-size", type=positive_int, default=default(CalibrationConfig, "batch_size"),
                    help="samples per batch (default %(default)s)")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     weights = int(args.weights) if str(args.weights).isdigit() else args.weights
     record = calibrate(args.run, args.calibration, args.coverage, false_alarm=args.false_alarm,
                        ensemble=args.ensemble, weights=weights, device=args.device, batch_size=args.batch_size,
-                       seed=args.seed, progress=not args.quiet, check_values=not args.no_check_values)
+                       seed=args.seed, scale=args.scale, progress=not args.quiet, check_values=not args.no_check_values)
     print(describe(record))
     print(f"wrote {Path(args.run) / CALIBRATION_FILE}")
     return 0
