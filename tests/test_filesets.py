@@ -182,3 +182,26 @@ def test_a_bad_input_stops_only_itself(setup, tmp_path):
         reconstruct_many(run, str(mixed / "*.h5"), tmp_path / "out", batch_size=2, progress=False)
     assert "\n" not in str(e.value)
     assert sorted(p.name for p in (tmp_path / "out").glob("*.h5")) == ["part0.h5", "part1.h5"]
+
+
+def test_the_command_line_reconstructs_a_glob_in_shards_and_evaluates_the_folder(setup, tmp_path, capsys):
+    from invrim.cli import main
+    run, inputs = setup
+    out = tmp_path / "out"
+    for i in (0, 1):                         # a job array of two
+        assert main(["reconstruct", str(run), str(inputs / "*.h5"), "-o", f"{out}/", "--shard", f"{i}/2",
+                     "--quiet"]) == 0
+    assert "reconstruction(s) in" in capsys.readouterr().out
+    assert sorted(p.name for p in out.glob("*.h5")) == [f"part{i}.h5" for i in range(4)]
+    assert len(read_manifest(out)["finished"]) == 4           # both jobs recorded their files in one manifest
+    # two files named on the command line go to a folder too; one file and --shard is a usage error
+    assert main(["reconstruct", str(run), str(inputs / "part0.h5"), str(inputs / "part1.h5"), "-o",
+                 str(tmp_path / "two"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "two").glob("*.h5")) == ["part0.h5", "part1.h5"]
+    assert main(["reconstruct", str(run), str(inputs / "part0.h5"), "-o", str(tmp_path / "one.h5"),
+                 "--shard", "0/2"]) == 2
+    assert "--shard" in capsys.readouterr().err
+    assert main(["evaluate", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert all(f"part{i}.h5" in text for i in range(4))
+    assert main(["evaluate", str(out), "--plot", str(tmp_path / "x.png")]) == 2

@@ -10,6 +10,7 @@ EPILOG = """examples:
   invrim evaluate recon.h5 --truth clean.h5      # the ground truth x lives in another data file
   invrim evaluate recon.h5 --observations moved/test.h5 --json --per-sample > metrics.json
   invrim evaluate recon.h5 --plot calibration.png   # a file written with --uncertainty: its calibration
+  invrim evaluate out/                           # a folder: every file's medians and the overall ones
 
 Rows: the RIM (x_hat), the forward model's pseudo-inverse or adjoint of y (the classical baseline)
 and, when y is a real image of x's shape (denoising, deblurring), the observation itself. Complex
@@ -25,7 +26,8 @@ def add_parser(sub) -> None:
         description="Compare the reconstructions of an 'invrim reconstruct' output file with the ground truth, "
                     "next to the classical baseline (pseudo-inverse / adjoint) and the observation.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("reconstruction", metavar="OUT", help="reconstruction file made by 'invrim reconstruct'")
+    p.add_argument("reconstruction", metavar="OUT",
+                   help="reconstruction file made by 'invrim reconstruct', or a folder of them (a summary)")
     p.add_argument("--truth", metavar="FILE",
                    help="data file holding the ground truth x (default: the observation file)")
     p.add_argument("--observations", metavar="FILE",
@@ -39,7 +41,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from . import UsageError, many
     from ..evaluation import evaluate, format_table, to_json
+    if many.is_folder(args.reconstruction):
+        if args.plot or args.truth or args.observations or args.per_sample:
+            raise UsageError(f"{args.reconstruction} is a folder: --plot, --truth, --observations and --per-sample "
+                             "apply to one reconstruction file")
+        return many.evaluate(args)
     result = evaluate(args.reconstruction, truth=args.truth, observations=args.observations,
                       batch_size=args.batch_size)
     if args.json:
