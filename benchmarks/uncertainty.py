@@ -17,7 +17,7 @@ other kind of image: scikit-image crops), ``mri`` (4-coil 4x Cartesian, 32x32 ph
 (parallel beam, 32x32, 16 views). ``--ensemble K`` adds, for the first domain, K runs with other
 seeds (each the same budget) and the ensemble's spread as the scale.
 
-    python benchmarks/uncertainty.py                           # the recorded run (about 30 minutes on 2 cores)
+    python benchmarks/uncertainty.py --ensemble 2              # the recorded run (about 25 minutes on 2 cores)
     python benchmarks/uncertainty.py --quick                   # a smoke test
 """
 from __future__ import annotations
@@ -190,9 +190,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--domains", default="blur,mri,ct")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=8, help="training budget per run (a step budget, so that a busy "
+    p.add_argument("--epochs", type=int, default=6, help="training budget per run (a step budget, so that a busy "
                    "machine changes the time, not the result)")
-    p.add_argument("--train", type=int, default=1000)
+    p.add_argument("--train", type=int, default=600)
     p.add_argument("--cal", type=int, default=300)
     p.add_argument("--test", type=int, default=300)
     p.add_argument("--ensemble", type=int, default=0, help="further members for the first domain")
