@@ -347,7 +347,7 @@ def evaluate_folder(folder: PathLike, batch_size: int = 64) -> dict[str, Any]:
     "overall": {"samples", "median": {method: {metric: value}}}, "skipped": [{"file", "reason"}],
     "methods", "metrics"}``: per-file medians over the file's samples and overall medians over
     every sample of every file. Files without ground truth (observation-only data) are listed in
-    ``skipped`` with the reason.
+    ``skipped`` with the reason; a DataError when no file can be evaluated.
     """
     from .evaluation import evaluate
 
@@ -374,6 +374,9 @@ def evaluate_folder(folder: PathLike, batch_size: int = 64) -> dict[str, Any]:
                 if k not in metrics:
                     metrics.append(k)
                 pooled.setdefault(m, {}).setdefault(k, []).extend(result["per_sample"][m][k])
+    if not per_file:
+        raise DataError(f"{folder}: none of its {len(files)} reconstruction(s) can be evaluated; "
+                        f"{skipped[0]['reason']}")
     overall = {m: {k: _median(v) for k, v in ks.items()} for m, ks in pooled.items()}
     return {"folder": str(folder), "files": per_file, "skipped": skipped, "methods": methods, "metrics": metrics,
             "overall": {"samples": sum(f["samples"] for f in per_file), "median": overall}}
