@@ -24,8 +24,8 @@ Killed or interrupted? Run the same command again: it finishes the job from RECO
 once RECON.h5 is complete the same command is a no-op (exit 0). A complete output is never
 overwritten without --overwrite; a second command writing the same output stops with one line.
 Several inputs: out/manifest.json records each finished file, so a rerun skips them and resumes the
-one cut short; --shard I/N (or the ranks under torchrun) split the inputs so that no two jobs write the
-same output. 'invrim evaluate out/' summarises the folder.
+one cut short; --shard I/N splits the inputs so that no two jobs write the same output (under torchrun
+the ranks of one job share each of its files). 'invrim evaluate out/' summarises the folder.
 As an application, this command keeps glibc's heap between batches (invrim.heap.keep_heap;
 INVRIM_KEEP_HEAP=0 turns it off)."""
 
