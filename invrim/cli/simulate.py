@@ -15,6 +15,8 @@ EPILOG = """examples:
   invrim simulate --forward-model mri_multicoil -f acceleration=4 -f coils=8 --generator mri_phantom \\
       -l sigma=0.01 --samples 200 --seed 1 -o mri.h5
   invrim simulate --forward-model blur -f psf_sigma=2 --from train.h5 -o test_blur2.h5
+  invrim simulate --forward-model radio_interferometry --from skies.fits --from-array 0:sample,height,width \\
+      -o radio.h5                                      # ground truth from a FITS cube (astropy)
   invrim simulate --forward-model blur --options      # list the options of a component
 
 Option values are JSON when they parse (numbers, [lists], true/false), otherwise strings.
@@ -42,6 +44,9 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--generator", metavar="NAME", help="ground-truth generator (random_field, ellipses, image_crops, ...)")
     src.add_argument("--from", dest="source", metavar="FILE", help="take the ground truth x from this data file")
+    p.add_argument("--from-array", dest="source_array", metavar="ARRAY[:DIMS]", default=None,
+                   help="with --from a FITS, NIfTI, NumPy or other file: the array holding the ground truth and "
+                        "its axis names, one of them 'sample', e.g. '0:sample,height,width' (a FITS cube)")
     p.add_argument("-g", "--generator-option", action="append", metavar="KEY=VALUE", default=[],
                    help="generator option, e.g. shape=[64,64] (repeatable)")
     p.add_argument("--samples", type=positive_int, metavar="N", help="number of samples (default with --from: all)")
@@ -72,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("the output file is required: -o FILE")
     if not args.generator and not args.source:
         raise UsageError("give the ground truth: --generator NAME (see 'invrim plugins list') or --from FILE")
+    if args.source_array and not args.source:
+        raise UsageError("--from-array names an array of the --from file: give --from FILE too")
     if args.source and args.generator_option:
         raise UsageError("--generator-option is only used with --generator")
     if args.generator and args.samples is None:
@@ -88,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             option_errors(reg.likelihoods, args.likelihood, lik_opts, "--likelihood-option"), \
             option_errors(reg.generators if args.generator else None, args.generator, gen_opts, "--generator-option"):
         path = simulate(args.output, args.forward_model, args.likelihood, args.samples,
-                        generator=args.generator, source=args.source, seed=args.seed,
+                        generator=args.generator, source=args.source, source_array=args.source_array, seed=args.seed,
                         forward_model_config=fm_opts, likelihood_config=lik_opts,
                         generator_config=gen_opts if args.generator else None,
                         dtype=getattr(torch, args.dtype), overwrite=args.overwrite, progress=not args.quiet)
@@ -107,6 +114,9 @@ def _spatial_axes(reg, args: argparse.Namespace, gen_opts: dict[str, Any]) -> Op
     try:
         if args.generator:
             dims = tuple(reg.generators.build(args.generator, **gen_opts).dims)
+        elif args.source_array:
+            from ..data.simulation import parse_array
+            dims = parse_array(args.source_array)[1] or ()
         else:
             from ..data import validate
             from ..data.schema import TRUTH

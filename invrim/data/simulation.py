@@ -41,6 +41,71 @@ def _build(kind: str, spec: Any, config: Optional[dict]) -> tuple[Any, str, dict
     return spec, name, spec.config() if hasattr(spec, "config") else {}
 
 
+def parse_array(text: str) -> tuple[str, Optional[tuple[str, ...]]]:
+    """``"ARRAY[:DIM,DIM,...]"`` (``--from-array``) as ``(array, dims or None)``; the array name
+    may itself hold colons (a FITS HDU ``0``, an HDF5 path) only when dims follow."""
+    name, sep, dims = str(text).rpartition(":")
+    if not sep or not name:
+        return str(text), None
+    names = tuple(d.strip() for d in dims.split(",") if d.strip())
+    if not names or not all(d.isidentifier() for d in names):
+        return str(text), None
+    return name, names
+
+
+class _ForeignTruth:
+    """Reads ``x`` from one array of any file a reader opens (FITS, NIfTI, NumPy, HDF5 …): its
+    axes named by ``dims`` (one of them ``sample``; a missing ``channel`` axis is added)."""
+
+    def __init__(self, path: Path, array: str, x_dims: tuple[str, ...]):
+        from .readers import open_reader
+        name, dims = parse_array(array)
+        self.path, self.name = path, name
+        self.reader = open_reader(path)
+        info = self.reader.info(name)
+        dims = dims or info.dims
+        where = f"{path}: array {name!r} of shape {tuple(info.shape)}"
+        if dims is None:
+            raise DataError(f"{where} has no axis names: give them, e.g. --from-array "
+                            f"'{name}:{','.join([SAMPLE, *x_dims][:len(info.shape)])}'")
+        if len(dims) != len(info.shape):
+            raise DataError(f"{where} has {len(info.shape)} axes but {len(dims)} names were given ({', '.join(dims)})")
+        if SAMPLE not in dims:
+            raise DataError(f"{where}: one axis must be named '{SAMPLE}' (the images), got ({', '.join(dims)})")
+        if np.dtype(info.dtype).kind not in "fiu":
+            raise DataError(f"{where} has dtype {info.dtype}; expected real numbers")
+        wanted = [d for d in x_dims if d != "channel" or "channel" in dims]
+        if x_dims and sorted(d for d in dims if d != SAMPLE) != sorted(wanted):
+            raise DataError(f"{where} has axes ({', '.join(dims)}) but the forward model expects "
+                            f"({SAMPLE}, {', '.join(x_dims)}) (in any order; channel may be left out)")
+        self.dims, self.axis = tuple(dims), dims.index(SAMPLE)
+        self.samples = int(info.shape[self.axis])
+        self.add_channel = bool(x_dims) and "channel" in x_dims and "channel" not in dims
+        target = [SAMPLE, *wanted] if x_dims else list(dims)
+        self.pattern = f"{' '.join(dims)} -> {' '.join(target)}"
+
+    def __call__(self, start: int, stop: int, dtype: torch.dtype) -> torch.Tensor:
+        from einops import rearrange
+        index = tuple(slice(start, stop) if i == self.axis else slice(None) for i in range(len(self.dims)))
+        t = torch.from_numpy(np.ascontiguousarray(self.reader.read(self.name, index)).astype(np.float64))
+        t = rearrange(t, self.pattern)
+        if self.add_channel:
+            t = t.unsqueeze(1)
+        return t.contiguous().to(dtype)
+
+
+def _source_truth(path: Union[str, os.PathLike], x_dims: tuple[str, ...], array: Optional[str]):
+    """The reader of ``simulate``'s ``source``: the ``x`` of an invrim data file, or ``array`` of
+    any file a reader opens."""
+    if array is not None:
+        return _ForeignTruth(Path(path), array, x_dims)
+    import h5py
+    if not h5py.is_hdf5(path):
+        raise DataError(f"{path} is not an invrim data file: name the array that holds the ground truth and its "
+                        "axes, e.g. --from-array '0:sample,height,width' (source_array=...)")
+    return _SourceTruth(path, x_dims)
+
+
 class _SourceTruth:
     """Reads ``x`` from an existing file in blocks, axes put in the forward model's order."""
 
@@ -48,7 +113,8 @@ class _SourceTruth:
         self.path = Path(path)
         with open_h5(self.path) as f:
             if variable not in f.variables:
-                raise DataError(f"{self.path}: missing variable {variable!r} to take the ground truth from")
+                raise DataError(f"{self.path}: missing variable {variable!r} to take the ground truth from (another "
+                                "array of the file: --from-array NAME:DIMS, source_array=...)")
             var = f.variables[variable]
             dims, self.shape, dtype = tuple(var.dimensions), tuple(var.shape), np.dtype(var.dtype)
         if not dims or dims[0] != SAMPLE:
@@ -87,7 +153,7 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
              *, generator: Any = None, source: Union[str, os.PathLike, None] = None, seed: int = 0,
              forward_model_config: Optional[dict] = None, likelihood_config: Optional[dict] = None,
              generator_config: Optional[dict] = None, dtype: torch.dtype = torch.float32,
-             overwrite: bool = False, progress: bool = True) -> Path:
+             overwrite: bool = False, progress: bool = True, source_array: Optional[str] = None) -> Path:
     """Simulate a training or test set and stream it into an invrim data file.
 
     For every sample: ground truth ``x`` from ``generator`` (or the ``x`` variable of ``source``),
@@ -103,7 +169,12 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     samples
         Number of samples (default: all of ``source``).
     source
-        Take ``x`` from this file instead of a generator.
+        Take ``x`` from this file instead of a generator: the ``x`` of an invrim data file, or,
+        with ``source_array``, one array of any file a reader opens (FITS, NIfTI, NumPy, HDF5).
+    source_array
+        ``"ARRAY[:DIM,DIM,…]"``: the array of ``source`` and its axis names, one of them
+        ``sample`` (e.g. ``"0:sample,height,width"`` for a FITS cube's primary HDU; a missing
+        ``channel`` axis is added).
     seed
         Makes the file's data reproducible bit for bit (the same seed and options give the same
         arrays; only the ``created`` attribute differs).
@@ -127,11 +198,15 @@ def simulate(path: Union[str, os.PathLike], forward_model: Any, likelihood: Any,
     providers = {"forward_model": provider_record("forward_model", fm_name),
                  "likelihood": provider_record("likelihood", lik_name)}
     if source is not None:
-        reader = _SourceTruth(source, tuple(fm.x_dims))
+        if not Path(source).is_file():
+            raise DataError(f"{source}: no such file")
+        reader = _source_truth(source, tuple(fm.x_dims), source_array)
         samples = reader.samples if samples is None else samples
         if samples > reader.samples:
             raise DataError(f"{reader.path} holds {reader.samples} samples of x; cannot simulate {samples}")
         attrs["source"] = str(Path(source).resolve())
+        if source_array is not None:
+            attrs["source_array"] = str(source_array)
         def make_x(start: int, n: int, g) -> torch.Tensor:
             x = reader(start, start + n, dtype)
             if n < BLOCK:                 # pad the last block (its extra samples are dropped)
