@@ -41,6 +41,7 @@ REPOSITORY_PAGES = (
     "benchmarks/RESULTS*.md",
     "benchmarks/QUALITY.md",
     "benchmarks/OPTIMISERS.md",
+    "benchmarks/UNCERTAINTY.md",
     "plugins/*/README.md",
     "plugins/*/RESULTS.md",
     "examples/RESULTS_*.md",

@@ -20,10 +20,11 @@ def add_shard_argument(parser: argparse.ArgumentParser) -> None:
 
 def wants_many(observations: Union[str, Sequence[str]], output: str) -> bool:
     """Whether ``invrim reconstruct`` was given a set of inputs: several files, a glob, a manifest,
-    or an output that is a folder (an existing one, or a name ending in ``/``)."""
+    or an output name ending in ``/`` (one file into a folder). One input file with ``-o`` an
+    existing folder (no ``/``) is not: that is a mistake reported by ``reconstruct`` itself."""
     from ..filesets import is_many
     items = [observations] if isinstance(observations, (str, os.PathLike)) else list(observations)
-    return is_many(items) or Path(output).is_dir() or str(output).endswith(("/", os.sep))
+    return is_many(items) or str(output).endswith(("/", os.sep))
 
 
 def reconstruct(args: argparse.Namespace, observations: Union[str, Sequence[str]], **options) -> int:

@@ -1,6 +1,6 @@
 """Speed and accuracy of the NUFFT choices against the float64 direct sum (one thread).
 
-    OMP_NUM_THREADS=1 python plugins/invrim-radio/examples/bench_nufft.py
+    OMP_NUM_THREADS=1 python plugins/invrim-radio/scripts/bench_nufft.py
 
 Times the type-2 transform (image → visibilities) of one image at random points inside Nyquist:
 finufft (float64 and float32, several tolerances), torchkbnufft (when installed; float64, several

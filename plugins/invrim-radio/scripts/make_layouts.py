@@ -1,7 +1,7 @@
 """Regenerate the bundled antenna layouts in ``invrim_radio/layouts/`` (they are committed; this
 script documents how they were made and is deterministic).
 
-    python plugins/invrim-radio/examples/make_layouts.py
+    python plugins/invrim-radio/scripts/make_layouts.py
 
 Each file: comment lines (``#``) with ``name``, ``latitude_deg`` and a description, then one
 antenna per row: ``east_m north_m up_m diameter_m`` (local horizon coordinates of the pad).
