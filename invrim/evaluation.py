@@ -327,7 +327,11 @@ def evaluate(reconstruction: PathLike, truth: Optional[PathLike] = None, observa
         them (``baseline`` by the forward model's ``baseline_name``, ``"pseudo-inverse"`` or
         ``"adjoint"``); ``tikhonov`` is the damping record used (:func:`invrim.baselines.choose_tikhonov`,
         with ``from_run``: whether the run chose it on its training data); ``magnitude`` says
-        whether the metrics were taken on magnitude images.
+        whether the metrics were taken on magnitude images; ``data_fit`` the data consistency
+        (``statistic``, ``per_sample``, ``summary`` and, for a file written with
+        ``--uncertainty``, ``flagged`` with the thresholds) or None for an older file;
+        ``uncertainty`` the coverage of the file's intervals
+        (:meth:`invrim.uncertainty.CoverageTally.result`) or None.
 
     Raises
     ------
