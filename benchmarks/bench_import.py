@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
-from machine_load import ForeignLoad, cpu_name  # noqa: E402
+from machine_load import ForeignLoad, cpu_name, machine  # noqa: E402
 
 
 def lscpu() -> dict[str, str]:
@@ -163,7 +163,7 @@ def main() -> None:
         rows.append({"method": name, "median_s": med, "MB_per_s": mb / med, "min_s": min(ts), "max_s": max(ts),
                      "output_bytes": sizes[name], "output_fraction": sizes[name] / nbytes})
     result = {"input_MB": mb, "shape": [args.slices, args.coils, args.size, args.size], "rounds": args.rounds,
-              "cpu": lscpu(), "python": platform.python_version(), "h5py": h5py.__version__,
+              "cpu": lscpu(), "flags": machine().get("flags"), "python": platform.python_version(), "h5py": h5py.__version__,
               "hdf5": h5py.version.hdf5_version, "numpy": np.__version__,
               "foreign_cores": None if load.value is None else round(load.value, 2), "rows": rows}
     print(f"input: kspace + sens {tuple(result['shape'])} complex64 = {mb:.1f} MB; {args.rounds} rounds; "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from typing import Optional
 
@@ -71,3 +72,26 @@ def wait_quiet(threshold: float, max_wait_s: float, interval: float = 2.0) -> Op
         if not announced:
             print(f"    waiting: other processes use {fl.value:.1f} cores", flush=True)
             announced = True
+
+
+def machine() -> dict:
+    """The machine a benchmark ran on: CPU model and its vector/matrix flags (``lscpu``), python,
+    torch and torch-rim versions."""
+    info = {"python": platform.python_version()}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+        info["cpu"] = fields.get("Model name", "?").strip()
+        info["flags"] = " ".join(f for f in fields.get("Flags", "").split()
+                                 if f.startswith(("avx", "amx", "fma")))
+    except OSError:
+        pass
+    import torch
+    info["torch"] = torch.__version__
+    try:
+        import rim  # noqa: F401
+        from importlib.metadata import version
+        info["torch-rim"] = version("torch-rim")
+    except ImportError:
+        info["torch-rim"] = None
+    return info

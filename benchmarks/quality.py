@@ -34,13 +34,15 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_load import machine  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -433,27 +435,6 @@ def figure(results: list[dict[str, Any]], path: str) -> None:
         axes[0, j].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
-
-def machine() -> dict[str, Any]:
-    info = {"python": platform.python_version()}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-        info["cpu"] = fields.get("Model name", "?").strip()
-        info["flags"] = " ".join(f for f in fields.get("Flags", "").split()
-                                 if f.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    import torch
-    info["torch"] = torch.__version__
-    try:
-        import rim  # noqa: F401
-        from importlib.metadata import version
-        info["torch-rim"] = version("torch-rim")
-    except ImportError:
-        info["torch-rim"] = None
-    return info
 
 
 def main(argv=None) -> None:

@@ -38,8 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine_load import ForeignLoad  # noqa: E402
-from quality import machine  # noqa: E402
+from machine_load import ForeignLoad, machine  # noqa: E402
 
 from invrim.data import simulate  # noqa: E402
 from invrim.data.reconstruction import UNCERTAINTY_ATTR, read_reconstruction  # noqa: E402

@@ -24,6 +24,7 @@ above its layer; :mod:`invrim.uncertainty` makes the calibrations.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -290,18 +291,15 @@ def _settings(obs: Path, created: Optional[str], weights: Path, trajectory: bool
 def _extra_settings(precision: str, calibration: Optional[dict[str, Any]], members: list) -> dict[str, Any]:
     digest = None
     if calibration is not None:
-        import hashlib
         digest = hashlib.sha256(json.dumps(calibration, sort_keys=True).encode()).hexdigest()
     return {"precision": precision if precision != "fp32" else None, "uncertainty": digest,
             "ensemble": [m["sha256"] for m in member_record(members)] or None}
 
 
-def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool, precision: str = "fp32",
-                  extra: Optional[dict[str, Any]] = None) -> bool:
+def _already_done(out: Path, obs: Path, weights: Path, trajectory: bool, extra: dict[str, Any]) -> bool:
     """True when ``out`` is a complete reconstruction of the same job (same input file, weights and
-    options, ``--uncertainty`` and ensemble included), so that rerunning the command that made it
-    is a no-op, as job schedulers expect."""
-    extra = {"precision": precision if precision != "fp32" else None, **(extra or {})}
+    options; ``extra``: :func:`_extra_settings`, precision, ``--uncertainty`` and ensemble), so that
+    rerunning the command that made it is a no-op, as job schedulers expect."""
     try:
         attrs = fmt.read_reconstruction(out)
         saved = attrs.get("resume") or {}
@@ -438,7 +436,7 @@ def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, bat
         check_calibration(calibration, run, weights, members)
     extra = _extra_settings(rim.precision, calibration, members)
     if not overwrite and out.is_file() and dd.broadcast_object(
-            _already_done(out, obs, weights, trajectory, rim.precision, extra) if rank == 0 else None):
+            _already_done(out, obs, weights, trajectory, extra) if rank == 0 else None):
         log.info("%s is complete already (the same input, weights and options): nothing to do", out)
         return out                            # a rerun after a kill past the final rename
     problem = output_problem(out, overwrite, inputs=[obs]) if rank == 0 else None

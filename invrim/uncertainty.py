@@ -51,7 +51,7 @@ from .data import HDF5Dataset
 from .data.schema import OBSERVATION, TRUTH, DataError
 from .reconstruct import (SCALE_FEATURES, check_distinct, check_match, data_fit, data_fit_name, estimate,
                           gradient_magnitude, half_width, load_members, load_run, member_record, pixel_scale,
-                          quantile, scale_features)
+                          scale_features)
 from .runs import RunFolder, file_digest
 
 __all__ = ["calibrate", "intervals", "coverage", "CoverageTally", "rank_correlation", "conformal_quantiles",
@@ -439,10 +439,6 @@ class CoverageTally:
             "curve": curve,
         }
 
-
-def pixel_quantile(calibration: dict[str, Any], coverage: Optional[float] = None) -> float:
-    """The per-pixel conformal quantile of a calibration record (see :func:`invrim.reconstruct.quantile`)."""
-    return quantile(calibration, coverage, "pixel")
 
 
 def describe(record: dict[str, Any]) -> str:

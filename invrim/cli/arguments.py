@@ -49,3 +49,8 @@ def fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {value:g}")
     return value
+
+
+def weights_choice(text: str):
+    """``--weights``: ``best``, ``last`` or an epoch number (an int)."""
+    return int(text) if text.isdigit() else text

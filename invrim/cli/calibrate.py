@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import SCALES, CalibrationConfig, default
-from .arguments import positive_int
+from .arguments import positive_int, weights_choice
 
 EPILOG = """examples:
   invrim simulate --forward-model blur --generator ellipses --samples 500 --seed 7 -o cal.h5   # held-out pairs
@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
     p.add_argument("--scale", choices=SCALES, default=default(CalibrationConfig, "scale"),
                    help="per-pixel scale: base (trajectory movement or ensemble spread), learned (fitted on half "
                         "of CAL), or auto: the narrower on that half (default %(default)s)")
-    p.add_argument("--weights", default="best", help="which weights: best (default), last, or an epoch number")
+    p.add_argument("--weights", type=weights_choice, default="best", help="which weights: best (default), last, or an epoch number")
     p.add_argument("--batch-size", type=positive_int, default=default(CalibrationConfig, "batch_size"),
                    help="samples per batch (default %(default)s)")
     p.add_argument("--seed", type=int, default=default(CalibrationConfig, "seed"),
@@ -57,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..runs import CALIBRATION_FILE
     from ..uncertainty import calibrate, describe
-    weights = int(args.weights) if str(args.weights).isdigit() else args.weights
     record = calibrate(args.run, args.calibration, args.coverage, false_alarm=args.false_alarm,
-                       ensemble=args.ensemble, weights=weights, device=args.device, batch_size=args.batch_size,
+                       ensemble=args.ensemble, weights=args.weights, device=args.device, batch_size=args.batch_size,
                        seed=args.seed, scale=args.scale, progress=not args.quiet, check_values=not args.no_check_values)
     print(describe(record))
     print(f"wrote {Path(args.run) / CALIBRATION_FILE}")

@@ -5,7 +5,7 @@ import argparse
 
 from ..config import PRECISIONS
 from . import many
-from .arguments import positive_int
+from .arguments import positive_int, weights_choice
 
 EPILOG = """examples:
   invrim reconstruct run/ test.h5 -o recon.h5
@@ -30,10 +30,6 @@ As an application, this command keeps glibc's heap between batches (invrim.heap.
 INVRIM_KEEP_HEAP=0 turns it off)."""
 
 
-def _checkpoint(text: str):
-    return int(text) if text.isdigit() else text
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "reconstruct", help="reconstruct an observation file with a trained RIM (resumable)",
@@ -48,7 +44,7 @@ def add_parser(sub) -> None:
                    help="reconstruction file to write (a folder for several inputs: one OUT/<name>.h5 each)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="samples per batch (default 16)")
     p.add_argument("--trajectory", action="store_true", help="also store every step x_1..x_T")
-    p.add_argument("--weights", "--checkpoint", dest="weights", type=_checkpoint, default="best",
+    p.add_argument("--weights", "--checkpoint", dest="weights", type=weights_choice, default="best",
                    help="which weights of RUN: best (default), last, or an epoch number (--checkpoint: older name)")
     p.add_argument("--device", default=None, help="cpu, cuda … (default cpu)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
