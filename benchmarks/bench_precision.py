@@ -80,6 +80,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--T", type=int, default=10)
     p.add_argument("--shapes", action="store_true", help="also time single convolutions per shape")
+    p.add_argument("--compile", action="store_true",
+                   help="also time compile=True in each precision (predict with weights that do not change)")
     args = p.parse_args()
     torch.set_num_threads(1)
     flags = sorted(f for f in cpu_flags() if f.startswith(SIMD_PREFIXES))
@@ -89,14 +91,20 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, 1, args.size, args.size, generator=g)
     y = problem.simulate(x, generator=g)
-    setups = {}
-    for precision in ("fp32", "bf16"):
-        torch.manual_seed(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rim = RIM((args.size, args.size), Hourglass(channels=1, dimensions=2), problem=problem, T=args.T,
-                      precision=precision)
-        setups[precision] = (rim, torch.optim.Adam(rim.parameters()))
+    setups, predictors = {}, {}
+    configs = [("fp32", False), ("bf16", False)] + ([("fp32", True), ("bf16", True)] if args.compile else [])
+    for precision, compiled in configs:
+        name = precision + ("+compile" if compiled else "")
+
+        def build():
+            torch.manual_seed(0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return RIM((args.size, args.size), Hourglass(channels=1, dimensions=2), problem=problem, T=args.T,
+                           precision=precision, compile=compiled)
+        rim = build()
+        setups[name] = (rim, torch.optim.Adam(rim.parameters()))
+        predictors[name] = build() if compiled else rim     # a compiled predict with fixed weights (frozen)
     times = {p: {"train": [], "predict": []} for p in setups}
     for r in range(args.rounds + 1):                       # round 0 warms up
         for precision, (rim, opt) in setups.items():
@@ -106,7 +114,7 @@ def main() -> None:
             opt.step()
             t_train = time.perf_counter() - t
             t = time.perf_counter()
-            rim.predict(y)
+            predictors[precision].predict(y)
             t_predict = time.perf_counter() - t
             if r:
                 times[precision]["train"].append(t_train)
@@ -117,24 +125,28 @@ def main() -> None:
     for precision, (rim, opt) in setups.items():
         with FlopCounterMode(display=False) as counter:
             opt.zero_grad()
-            rim.loss_fn(y, x).backward()
+            setups[precision.split("+")[0]][0].loss_fn(y, x).backward()
         train_flops = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
-            rim.predict(y)
+            setups[precision.split("+")[0]][0].predict(y)       # FLOPs do not depend on compilation
         flops[precision] = {"train": train_flops, "predict": counter.get_total_flops()}
     peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"B={args.batch}, {args.size}x{args.size}, T={args.T}, default Hourglass, median of {args.rounds} rounds")
-    print("| | fp32 [s] | bf16 [s] | bf16 / fp32 |\n| --- | ---: | ---: | ---: |")
+    names = list(setups)
+    print("| | " + " | ".join(f"{n} [s]" for n in names) + " | " + " | ".join(f"{n} / fp32" for n in names[1:])
+          + " |\n|---" * 1 + "|---:" * (2 * len(names) - 1) + "|")
     for k, label in (("train", "training step"), ("predict", "inference")):
-        print(f"| {label} | {med['fp32'][k]:.3f} | {med['bf16'][k]:.3f} | {med['bf16'][k] / med['fp32'][k]:.2f} |")
+        print(f"| {label} | " + " | ".join(f"{med[n][k]:.3f}" for n in names) + " | "
+              + " | ".join(f"{med[n][k] / med['fp32'][k]:.2f}" for n in names[1:]) + " |")
     print(f"\nmatmul peak (2048x2048, best of 5, one thread): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, "
           f"bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s")
     print("| | precision | GFLOP | achieved GFLOP/s | fraction of the matmul peak |\n| --- | --- | ---: | ---: | ---: |")
     for k, label in (("train", "training step"), ("predict", "inference")):
-        for precision in ("fp32", "bf16"):
+        for precision in names:
             f = flops[precision][k]
             rate = f / med[precision][k]
-            print(f"| {label} | {precision} | {f / 1e9:.2f} | {rate / 1e9:.1f} | {rate / peak[precision]:.0%} |")
+            print(f"| {label} | {precision} | {f / 1e9:.2f} | {rate / 1e9:.1f} | "
+                  f"{rate / peak[precision.split('+')[0]]:.0%} |")
     if args.shapes:
         conv_table(args.batch, args.rounds)
 

@@ -48,6 +48,10 @@ class RIMConfig:
     precision
         ``"fp32"``, ``"bf16"`` or ``"fp16"``: the precision the backbone runs in (autocast); the
         physics, the score and the loss stay fp32, and so do the weights (:mod:`invrim.precision`).
+    compile
+        Run the backbone through ``torch.compile`` (:mod:`invrim.compilation`): compiled at its
+        first call (seconds to a minute), eager again where compiling fails. Measured on CPU to
+        speed up bf16 inference, not training (``docs/speed.md``).
     """
 
     T: int = 10
@@ -61,6 +65,7 @@ class RIMConfig:
     beta_1: float = 0.9
     beta_2: float = 0.999
     precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         T = self.T
@@ -79,7 +84,7 @@ class RIMConfig:
             raise ValueError("beta_1 and beta_2 must lie in [0, 1)")
         if not isinstance(self.loss_weights, str):
             self.loss_weights = [float(w) for w in self.loss_weights]
-        for name in ("standardize_score", "detach_score", "gradient_checkpointing"):
+        for name in ("standardize_score", "detach_score", "gradient_checkpointing", "compile"):
             setattr(self, name, bool(getattr(self, name)))
         self.epsilon, self.beta_1, self.beta_2 = float(self.epsilon), float(self.beta_1), float(self.beta_2)
 

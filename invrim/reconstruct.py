@@ -76,13 +76,16 @@ def load_run(run: PathLike, weights: Union[str, int] = "best", device: Union[str
 
 
 def load_members(runs: Sequence[PathLike], weights: Union[str, int] = "best",
-                 device: Union[str, torch.device, None] = None, precision: Optional[str] = None) -> list:
+                 device: Union[str, torch.device, None] = None, precision: Optional[str] = None,
+                 compile: Optional[bool] = None) -> list:
     """The further members of an ensemble: ``[(rim, weight_file, data_record, run_path)]``."""
     members = []
     for run in runs:
         rim, path, record = load_run(run, weights, device)
         if precision is not None:
             rim.precision = precision
+        if compile is not None:
+            rim.settings.compile = bool(compile)
         members.append((rim, path, record, Path(run)))
     return members
 
@@ -352,7 +355,7 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
                 device: Union[str, torch.device, None] = None, progress: bool = True,
                 check_values: bool = True, checkpoint: Union[str, int, None] = None,
                 precision: Optional[str] = None, uncertainty: bool = False,
-                ensemble: Optional[Sequence[PathLike]] = None) -> Path:
+                ensemble: Optional[Sequence[PathLike]] = None, compile: Optional[bool] = None) -> Path:
     """Reconstruct every observation of ``observations`` with the RIM trained in ``run``.
 
     Parameters
@@ -378,6 +381,10 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
     precision
         The backbone's precision for this job (``"fp32"``, ``"bf16"``, ``"fp16"``); default: the
         one saved with the run.
+    compile
+        Run the backbone through ``torch.compile`` for this job (default: the run's own setting);
+        compiled at the first batch, eager where that fails, the same values within float
+        rounding (``docs/speed.md``: with bf16 on a CPU with AMX, inference about 0.6x eager).
     uncertainty
         Apply the conformal calibration stored in ``run`` (``invrim calibrate``): write
         ``x_uncertainty`` (the half-width of per-pixel intervals at the calibrated coverage) and
@@ -410,14 +417,14 @@ def reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batc
         return _reconstruct(run, observations, output, batch_size=batch_size, trajectory=trajectory,
                             weights=weights, overwrite=overwrite, device=device, progress=progress,
                             check_values=check_values, precision=precision, uncertainty=uncertainty,
-                            ensemble=ensemble)
+                            ensemble=ensemble, compile=compile)
 
 
 def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, batch_size: int = 16,
                  trajectory: bool = False, weights: Union[str, int] = "best", overwrite: bool = False,
                  device: Union[str, torch.device, None] = None, progress: bool = True,
                  check_values: bool = True, precision: Optional[str] = None, uncertainty: bool = False,
-                 ensemble: Optional[Sequence[PathLike]] = None) -> Path:
+                 ensemble: Optional[Sequence[PathLike]] = None, compile: Optional[bool] = None) -> Path:
     rank, world = dd.rank(), dd.world_size()
     device = dd.local_device(device)
     run, obs, out = Path(run), Path(observations), Path(output)
@@ -430,7 +437,9 @@ def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, bat
     rim, weights, record = load_run(run, weights, device)
     if precision is not None:
         rim.precision = precision              # this job's, not saved: the run keeps its own
-    members = load_members(ensemble or [], selected, device, rim.precision)
+    if compile is not None:
+        rim.settings.compile = bool(compile)   # this job's too; the values do not change
+    members = load_members(ensemble or [], selected, device, rim.precision, rim.settings.compile)
     check_distinct(weights, members)
     if calibration is not None:
         check_calibration(calibration, run, weights, members)
@@ -471,6 +480,10 @@ def _reconstruct(run: PathLike, observations: PathLike, output: PathLike, *, bat
             _distributed(out, partial, n, batch_size, settings, job, overwrite, progress, rank, world)
     finally:
         dataset.close()
+    for r in (rim, *(m[0] for m in members)):
+        if r.compile_seconds:
+            log.info("compile: the first call of each graph took %s", ", ".join(
+                f"{k} {v:.1f} s" for k, v in r.compile_seconds.items()))
 
     if rank == 0:
         fmt.finish(partial, out)

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from . import compat
 from . import precision as _precision
 from .backbones.base import Hidden
+from .compilation import CompiledBackbone
 from .config import INITIALIZATIONS, LOSS_WEIGHTS, PREPROCESSINGS, RIMConfig  # noqa: F401 (re-exported)
 from .links import resolve_link
 from .problem import CallableProblem, Problem
@@ -24,7 +25,8 @@ from .runs import CheckpointError, RunFolder
 
 _SETTINGS = tuple(RIMConfig.__dataclass_fields__)
 #: Settings readable as attributes (``rim.T``); ``loss_weights`` is the normalised buffer instead.
-_ATTRIBUTES = {**{name: name for name in _SETTINGS if name != "loss_weights"},
+#: ``compile`` stays ``rim.settings.compile``: ``nn.Module.compile`` is torch's own method.
+_ATTRIBUTES = {**{name: name for name in _SETTINGS if name not in ("loss_weights", "compile")},
                "checkpointing": "gradient_checkpointing"}
 
 
@@ -121,8 +123,9 @@ class RIM(nn.Module):
         ``approximate_inverse_fn(y, *args)`` for ``initialization_method="approximate_inverse"``
         with a ``score_fn``/``energy_fn`` (a problem uses its forward model's pseudo-inverse).
     T, initialization_method, score_preprocessing_method, standardize_score, loss_weights, \
-detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
-        The settings of :class:`~invrim.config.RIMConfig` (its defaults apply to what is not given).
+detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compile
+        The settings of :class:`~invrim.config.RIMConfig` (its defaults apply to what is not given);
+        ``compile`` is read back as ``rim.settings.compile`` (``rim.compile`` is PyTorch's method).
     config
         A :class:`~invrim.config.RIMConfig` to start from instead of the defaults.
     weights
@@ -153,6 +156,7 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
         beta_1: Optional[float] = None,
         beta_2: Optional[float] = None,
         precision: Optional[str] = None,
+        compile: Optional[bool] = None,
         config: Optional[RIMConfig] = None,
         weights: Union[str, int] = "best",
         device: Union[str, torch.device, None] = None,
@@ -168,7 +172,7 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
                      problem=problem, T=T, link_function=link_function, inverse_link_function=inverse_link_function,
                      initialization_method=initialization_method, approximate_inverse_fn=approximate_inverse_fn,
                      score_preprocessing_method=score_preprocessing_method, standardize_score=standardize_score,
-                     loss_weights=loss_weights, detach_score=detach_score, precision=precision,
+                     loss_weights=loss_weights, detach_score=detach_score, precision=precision, compile=compile,
                      gradient_checkpointing=gradient_checkpointing, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2)
         if checkpoints_directory is not None:              # the seed's reload path
             given = _reload_arguments(checkpoints_directory, weights, given)
@@ -224,6 +228,9 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
         self.register_buffer("loss_weights", trajectory_weights(s.loss_weights, s.T), persistent=False)
         self._check_steps()
         self._check_precision()
+        if s.compile and getattr(self.model, "steps", None) is not None:
+            warnings.warn("compile=True is not applied to a backbone with weights per step (steps set): "
+                          "it would compile one graph per step; running it eagerly", UserWarning, stacklevel=3)
 
     def _check_precision(self) -> None:
         param = next(self.model.parameters(), None)
@@ -375,11 +382,28 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2
             if getattr(self.model, "steps", None) is not None:
                 dx, h = self.model(x, score, h, step=t)
             else:
-                dx, h = self.model(x, score, h)
+                dx, h = self._backbone()(x, score, h)
         if precision != "fp32":
             dx = dx.to(x.dtype)
             h = h.to(x.dtype) if isinstance(h, Tensor) else type(h)(v.to(x.dtype) for v in h)
         return dx, h
+
+    def _backbone(self) -> Callable:
+        """The backbone, or its :class:`~invrim.compilation.CompiledBackbone` with ``compile`` on
+        (kept per model: replacing ``rim.model`` compiles the new one)."""
+        if not self.settings.compile:
+            return self.model
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None or compiled.model is not self.model:
+            compiled = self.__dict__["_compiled"] = CompiledBackbone(self.model)
+        return compiled
+
+    @property
+    def compile_seconds(self) -> dict[str, float]:
+        """With ``compile`` on: seconds the first call of each compiled graph took
+        (``"training"``, ``"frozen"`` inference, ``"inference"``); empty before any."""
+        compiled = self.__dict__.get("_compiled")
+        return dict(compiled.seconds) if compiled is not None else {}
 
     def _step(self, t: int, y: Tensor, args: tuple, kwargs: dict, x: Tensor, h: Hidden,
               *state: Tensor) -> tuple[Tensor, Hidden, tuple[Tensor, ...]]:

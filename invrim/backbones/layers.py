@@ -91,14 +91,14 @@ def fast_tanh(x: Tensor) -> Tensor:
 
     Plain ``torch.tanh`` on other devices or with :mod:`~invrim.backbones.cpu_kernels` switched off.
     """
-    if x.device.type != "cpu" or not cpu_kernels.enabled():
+    if x.device.type != "cpu" or not cpu_kernels.enabled() or torch.compiler.is_compiling():
         return torch.tanh(x)
     return cpu_kernels.tanh(x)
 
 
 def fast_tanh_(x: Tensor) -> Tensor:
     """In-place :func:`fast_tanh`; ``x`` must be a fresh intermediate (e.g. a conv output)."""
-    if x.device.type != "cpu" or not cpu_kernels.enabled():
+    if x.device.type != "cpu" or not cpu_kernels.enabled() or torch.compiler.is_compiling():
         return x.tanh_()
     return cpu_kernels.tanh_(x)
 
@@ -237,7 +237,8 @@ def pointwise_conv(conv: nn.Module, x: Tensor) -> Tensor:
     convolution on other devices or with :mod:`~invrim.backbones.cpu_kernels` switched off.
     """
     weight = conv.weight
-    if x.device.type != "cpu" or not cpu_kernels.enabled() or torch.is_autocast_enabled("cpu"):
+    if (x.device.type != "cpu" or not cpu_kernels.enabled() or torch.is_autocast_enabled("cpu")
+            or torch.compiler.is_compiling()):
         return _CONV_FN[weight.dim() - 2](x, weight, conv.bias)   # the fast kernel is fp32 only
     return cpu_kernels.channel_matmul(x, weight.flatten(1), conv.bias)
 

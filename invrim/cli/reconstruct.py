@@ -51,6 +51,10 @@ def add_parser(sub) -> None:
     p.add_argument("--no-check-values", action="store_true", help="skip the NaN/Inf scan of the input")
     p.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="precision of the backbone for this job (default: the run's own, saved with it)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="run the backbone through torch.compile for this job (compiled at the first batch, "
+                        "eager where that fails; pays with bf16 on CPUs with AMX, docs/speed.md); default: the "
+                        "run's own setting")
     p.add_argument("--uncertainty", action="store_true",
                    help="write calibrated per-pixel intervals (x_uncertainty) and the out-of-distribution flag "
                         "(ood); needs 'invrim calibrate RUN CAL.h5' first")
@@ -70,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     options = dict(batch_size=args.batch_size, trajectory=args.trajectory, weights=args.weights,
                    overwrite=args.overwrite, device=args.device, progress=not args.quiet,
                    check_values=not args.no_check_values, precision=args.precision, uncertainty=args.uncertainty,
-                   ensemble=args.ensemble)
+                   ensemble=args.ensemble, compile=args.compile)
     observations = args.observations[0] if len(args.observations) == 1 else args.observations
     if many.wants_many(observations, args.output):
         return many.reconstruct(args, observations, **options)

@@ -64,6 +64,10 @@ def add_parser(sub) -> None:
                    help="precision of the backbone (autocast; physics, score, loss and weights stay fp32): "
                         "bf16 needs bf16 hardware (avx512_bf16 / amx_bf16 on CPUs; see docs/speed.md); "
                         "saved with the model (default fp32)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the backbone through torch.compile (compiled at the first step, eager where that "
+                        "fails); saved with the model, so reconstructions compile too (--no-compile there). "
+                        "Measured on CPU: no faster for training, faster bf16 inference (docs/speed.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -76,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         rim_opts["T"] = args.T
     if args.precision is not None:
         rim_opts["precision"] = args.precision
+    if args.compile:
+        rim_opts["compile"] = True
     rim, history = train_on_file(
         args.file, args.output, backbone=args.backbone, backbone_config=backbone_opts, rim_options=rim_opts,
         epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,

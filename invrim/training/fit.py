@@ -101,7 +101,8 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
         validation_dataset: Optional[Dataset] = None, run_dir: Union[str, os.PathLike, None] = None,
         resume: bool = True, progress: bool = True, config: Optional[FitConfig] = None,
         checkpoints_directory: Union[str, os.PathLike, None] = None, logdir: Union[str, os.PathLike, None] = None,
-        logname: Optional[str] = None, precision: Optional[str] = None, **options: Any) -> TrainingHistory:
+        logname: Optional[str] = None, precision: Optional[str] = None, compile: Optional[bool] = None,
+        **options: Any) -> TrainingHistory:
     """Train ``rim``'s backbone on ``dataset`` with Adam, minimising :meth:`RIM.loss_fn`.
 
     Parameters
@@ -133,6 +134,9 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
     precision
         Set the RIM's ``precision`` (``"fp32"``, ``"bf16"``, ``"fp16"``) before training; it is
         saved with the model. ``fp16`` on CUDA trains with a gradient scaler.
+    compile
+        Set the RIM's ``compile`` (``torch.compile`` of the backbone, ``docs/speed.md``) before
+        training; saved with the model.
 
     Notes
     -----
@@ -148,6 +152,8 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
     cfg = _options(epochs, learning_rate, config, options)
     if precision is not None:
         rim.precision = precision
+    if compile is not None:
+        rim.settings.compile = bool(compile)
     run_dir = run_dir if run_dir is not None else checkpoints_directory
     if run_dir is None and logdir is not None:
         run_dir = Path(logdir) / (logname or time.strftime("rim_%y%m%d%H%M%S"))
