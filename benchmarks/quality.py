@@ -80,6 +80,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "uniform-batch4": {"rim": {"loss_weights": "uniform"}, "fit": {"batch_size": 4}},
     "no-std-batch4": {"rim": {"standardize_score": False}, "fit": {"batch_size": 4}},
     "zero-out-nf16": {"zero_output": True, "backbone": {"nf": 16}},
+    # the late-training spikes (#17): a cosine decay of the learning rate over the run's budget
+    # (max_seconds when given, else steps), or the test error of an exponential moving average
+    "cosine": {"fit": {"scheduler": "cosine"}},
+    "ema999": {"fit": {"ema_decay": 0.999}},
+    "ema99": {"fit": {"ema_decay": 0.99}},
 }
 
 
@@ -311,6 +316,7 @@ def run_one(problem_name: str, variant: str, seed: int, steps: int, evals: int, 
     """Train one RIM and return its curve: [(step, train_seconds, test MSE per sample mean)]."""
     import torch
     from invrim.config import FitConfig
+    from invrim.training.ema import EMA
 
     torch.set_num_threads(1)
     problem = _problem(problem_name, quick)
@@ -330,12 +336,25 @@ def run_one(problem_name: str, variant: str, seed: int, steps: int, evals: int, 
                              for i in range(0, y_test.shape[0], 64)])
         return float(_mse(out, x_test, magnitude).mean())
 
+    ema = EMA(rim.model, fit["ema_decay"]) if fit.get("ema_decay") else None
+    cosine = fit.get("scheduler") == "cosine"
+
+    def evaluate() -> float:
+        if ema is None:
+            return test_mse()
+        with ema.average_parameters():
+            return test_mse()
+
     points = sorted({max(1, round(steps * (i / evals) ** 2)) for i in range(1, evals + 1)} | {steps})
     curve = [(0, 0.0, test_mse())]
     trained = 0.0
     for step in range(1, steps + 1):
         x, y, p = problem["train"](batch, data_gen)
         start = time.perf_counter()
+        if cosine:                                     # over the budget: seconds when bounded, else steps
+            done = trained / max_seconds if math.isfinite(max_seconds) else (step - 1) / steps
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * min(done, 1.0)))
         opt.zero_grad(set_to_none=True)
         loss = rim.loss_fn(y, x, **p)
         if fit.get("loss_scale") == "sum":             # torch-rim's scale: summed over pixels and steps
@@ -344,9 +363,11 @@ def run_one(problem_name: str, variant: str, seed: int, steps: int, evals: int, 
         if clip:
             torch.nn.utils.clip_grad_norm_(rim.parameters(), clip)
         opt.step()
+        if ema is not None:
+            ema.update()
         trained += time.perf_counter() - start
         if step in points or trained > max_seconds:
-            curve.append((step, trained, test_mse()))
+            curve.append((step, trained, evaluate()))
         if trained > max_seconds:
             break
     baselines = {k: float(_mse(v, x_test, magnitude).mean()) for k, v in problem["baselines"].items()}

@@ -29,7 +29,20 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-__all__ = ["CompiledBackbone"]
+__all__ = ["CompiledBackbone", "cpu_compiler"]
+
+
+def cpu_compiler() -> Optional[str]:
+    """The C++ compiler torch.compile would build CPU kernels with (``$CXX``, else the first of
+    ``g++``, ``c++``, ``clang++`` on the PATH), or None: then ``compile=True`` runs eagerly on CPU."""
+    import os
+    import shutil
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else []
+    for name in (*names, "g++", "c++", "clang++"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
 
 
 def _weights_version(model: nn.Module) -> tuple:

@@ -13,6 +13,11 @@ from invrim.backbones import Hourglass
 from invrim.physics import Blur
 
 
+#: torch.compile's CPU backend builds C++: without a compiler the RIM runs eagerly (tested below with a stub)
+needs_compiler = pytest.mark.skipif(invrim.compilation.cpu_compiler() is None,
+                                    reason="torch.compile on CPU needs a C++ compiler")
+
+
 def _setup(seed=0):
     g = torch.Generator().manual_seed(seed)
     problem = Problem(Blur(psf_sigma=1.0, boundary="periodic"), Gaussian(0.05))
@@ -27,6 +32,7 @@ def _backbone(seed, small=False):
     return Hourglass(channels=1, dimensions=2, nf=8, hidden_units=8)
 
 
+@needs_compiler
 def test_compiled_rim_matches_eager_and_follows_the_weights():
     problem, x, y = _setup()
     model = _backbone(0)
@@ -56,6 +62,7 @@ def test_compiled_rim_matches_eager_and_follows_the_weights():
     assert "inference" in compiled.compile_seconds
 
 
+@needs_compiler
 def test_every_model_of_the_same_architecture_is_compiled_with_its_own_weights(monkeypatch):
     from torch._dynamo import config as dynamo_config
     from torch._dynamo.utils import counters
@@ -140,3 +147,14 @@ def test_cli_compile_is_saved_by_train_and_chosen_per_reconstruction(tmp_path, m
     assert len(compiled) == 1                        # the run's own setting: the frozen inference graph
     with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
         torch.testing.assert_close(torch.from_numpy(fb["x_hat"][:]), torch.from_numpy(fa["x_hat"][:]))
+
+
+def test_invrim_info_says_whether_compile_can_compile_here(capsys, monkeypatch):
+    from invrim.cli import main
+    assert main(["info"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("compile on cpu:")]
+    assert line and (("yes (C++ compiler" in line[0]) == (invrim.compilation.cpu_compiler() is not None))
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.delenv("CXX", raising=False)
+    assert main(["info"]) == 0
+    assert "compile on cpu: no C++ compiler found" in capsys.readouterr().out

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"invrim {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    info = sub.add_parser("info", help="versions, the available components and the precisions this machine runs well")
+    info = sub.add_parser("info", help="versions, the available components, the precisions this machine runs well and "
+                          "whether compile=True can compile here")
     info.set_defaults(handler=_info)
     from . import calibrate, evaluate, import_cmd, plugins, reconstruct, show, simulate, train
     plugins.add_parser(sub)
@@ -54,6 +55,10 @@ def _info(args: argparse.Namespace) -> int:
     for device in devices:
         told = "; ".join(f"{p} {'yes' if ok else 'slow'} ({why})" for p, (ok, why) in support(device).items())
         print(f"precision on {device}: {told}")
+    from ..compilation import cpu_compiler
+    compiler = cpu_compiler()
+    print("compile on cpu: " + (f"yes (C++ compiler {compiler})" if compiler else
+                                "no C++ compiler found (g++/clang++): compile=True runs eagerly on CPU"))
     return 0
 
 
