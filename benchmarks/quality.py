@@ -83,6 +83,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the late-training spikes (#17): a cosine decay of the learning rate over the run's budget
     # (max_seconds when given, else steps), or the test error of an exponential moving average
     "cosine": {"fit": {"scheduler": "cosine"}},
+    # start from a few CG iterations of Tikhonov (CG-SENSE for MRI), damping chosen on 32 training samples
+    "tikhonov-start": {"rim": {"initialization_method": "tikhonov"}},
     "ema999": {"fit": {"ema_decay": 0.999}},
     "ema99": {"fit": {"ema_decay": 0.99}},
 }
@@ -321,6 +323,10 @@ def run_one(problem_name: str, variant: str, seed: int, steps: int, evals: int, 
     torch.set_num_threads(1)
     problem = _problem(problem_name, quick)
     rim, fit = _build(problem, variant, T, seed)
+    settings = getattr(rim, "settings", None)
+    if settings is not None and settings.initialization_method == "tikhonov":
+        xs, ys, ps = problem["train"](32, torch.Generator().manual_seed(99))     # not the training stream
+        rim.choose_initialization([(ys, xs, ps)])
     defaults = FitConfig()
     lr = fit.get("learning_rate", defaults.learning_rate)
     clip = fit.get("clip", defaults.clip)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Sequence, Union
 
-INITIALIZATIONS = ("auto", "zeros", "approximate_inverse", "model")
+INITIALIZATIONS = ("auto", "zeros", "approximate_inverse", "tikhonov", "model")
 PREPROCESSINGS = ("identity", "arcsinh", "adam", "rmsprop")
 LOSS_WEIGHTS = ("uniform", "linear", "quadratic", "log", "last")
 SCHEDULES = ("constant", "cosine", "linear")
@@ -30,7 +30,13 @@ class RIMConfig:
     initialization_method
         ``"auto"`` (the approximate inverse where the problem or ``approximate_inverse_fn``
         offers one, else zeros: torch-rim's zeros for a ``score_fn`` script), ``"zeros"``,
-        ``"approximate_inverse"`` or ``"model"``.
+        ``"approximate_inverse"``, ``"tikhonov"`` (a few conjugate-gradient iterations of the
+        Tikhonov-regularised least squares of a linear forward model: CG-SENSE for MRI, the
+        Wiener-like solution for deblurring) or ``"model"``.
+    initialization_damping, initialization_prior_mean, initialization_iterations
+        The Tikhonov start's ``λ`` (absolute; None: :meth:`RIM.fit` chooses it on the first
+        training samples by the baseline's rule, :func:`invrim.baselines.choose_tikhonov`), prior
+        mean ``x̄`` and number of CG iterations.
     score_preprocessing_method
         ``"identity"``, ``"arcsinh"``, ``"adam"`` or ``"rmsprop"``.
     standardize_score
@@ -66,6 +72,9 @@ class RIMConfig:
     beta_2: float = 0.999
     precision: str = "fp32"
     compile: bool = False
+    initialization_damping: Optional[float] = None
+    initialization_prior_mean: float = 0.0
+    initialization_iterations: int = 10
 
     def __post_init__(self) -> None:
         T = self.T
@@ -87,6 +96,15 @@ class RIMConfig:
         for name in ("standardize_score", "detach_score", "gradient_checkpointing", "compile"):
             setattr(self, name, bool(getattr(self, name)))
         self.epsilon, self.beta_1, self.beta_2 = float(self.epsilon), float(self.beta_1), float(self.beta_2)
+        if self.initialization_damping is not None:
+            damping = float(self.initialization_damping)
+            if not (math.isfinite(damping) and damping >= 0):
+                raise ValueError(f"initialization_damping must be a non-negative number, got {damping!r}")
+            self.initialization_damping = damping
+        self.initialization_prior_mean = float(self.initialization_prior_mean)
+        n = self.initialization_iterations
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"initialization_iterations must be a positive integer, got {n!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from . import compat
 from . import precision as _precision
 from .backbones.base import Hidden
+from .baselines import choose_tikhonov, has_tikhonov
 from .compilation import CompiledBackbone
 from .config import INITIALIZATIONS, LOSS_WEIGHTS, PREPROCESSINGS, RIMConfig  # noqa: F401 (re-exported)
 from .links import resolve_link
@@ -123,7 +124,8 @@ class RIM(nn.Module):
         ``approximate_inverse_fn(y, *args)`` for ``initialization_method="approximate_inverse"``
         with a ``score_fn``/``energy_fn`` (a problem uses its forward model's pseudo-inverse).
     T, initialization_method, score_preprocessing_method, standardize_score, loss_weights, \
-detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compile
+detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compile, \
+initialization_damping, initialization_prior_mean, initialization_iterations
         The settings of :class:`~invrim.config.RIMConfig` (its defaults apply to what is not given);
         ``compile`` is read back as ``rim.settings.compile`` (``rim.compile`` is PyTorch's method).
     config
@@ -157,6 +159,9 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compil
         beta_2: Optional[float] = None,
         precision: Optional[str] = None,
         compile: Optional[bool] = None,
+        initialization_damping: Optional[float] = None,
+        initialization_prior_mean: Optional[float] = None,
+        initialization_iterations: Optional[int] = None,
         config: Optional[RIMConfig] = None,
         weights: Union[str, int] = "best",
         device: Union[str, torch.device, None] = None,
@@ -173,6 +178,8 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compil
                      initialization_method=initialization_method, approximate_inverse_fn=approximate_inverse_fn,
                      score_preprocessing_method=score_preprocessing_method, standardize_score=standardize_score,
                      loss_weights=loss_weights, detach_score=detach_score, precision=precision, compile=compile,
+                     initialization_damping=initialization_damping, initialization_prior_mean=initialization_prior_mean,
+                     initialization_iterations=initialization_iterations,
                      gradient_checkpointing=gradient_checkpointing, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2)
         if checkpoints_directory is not None:              # the seed's reload path
             given = _reload_arguments(checkpoints_directory, weights, given)
@@ -225,6 +232,10 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compil
         if s.initialization_method == "approximate_inverse" and not self.physics.has_approximate_inverse:
             raise ValueError("initialization_method='approximate_inverse' needs approximate_inverse_fn "
                              "(or a problem whose forward model has a pseudo_inverse)")
+        if s.initialization_method == "tikhonov" and not (self.problem is not None
+                                                          and has_tikhonov(self.problem.forward_model)):
+            raise ValueError("initialization_method='tikhonov' needs a problem with a linear forward model "
+                             "(its least_squares); use 'approximate_inverse' or 'zeros'")
         self.register_buffer("loss_weights", trajectory_weights(s.loss_weights, s.T), persistent=False)
         self._check_steps()
         self._check_precision()
@@ -361,8 +372,10 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compil
         zeros = torch.zeros((y.shape[0], self.C, *self.dimensions), device=y.device, dtype=dtype)  # (B, C, *dims)
         method = self.settings.initialization_method
         x = zeros
-        if method == "approximate_inverse":
-            x = self.inverse_link_function(self.physics.approximate_inverse(y, *args, **kwargs)).to(dtype)
+        if method in ("approximate_inverse", "tikhonov"):
+            start = (self._tikhonov_start(y, **kwargs) if method == "tikhonov"
+                     else self.physics.approximate_inverse(y, *args, **kwargs))
+            x = self.inverse_link_function(start).to(dtype)
             if x.shape != zeros.shape:
                 raise ValueError(f"y has shape {tuple(y.shape)}, whose approximate inverse has shape "
                                  f"{tuple(x.shape)}, but the RIM reconstructs x of shape {tuple(zeros.shape)} "
@@ -372,6 +385,30 @@ detach_score, gradient_checkpointing, epsilon, beta_1, beta_2, precision, compil
             dx, h = self._network(x, torch.zeros_like(x), h, 0)
             x = x + dx
         return x, h
+
+    def _tikhonov_start(self, y: Tensor, **params: Any) -> Tensor:
+        s = self.settings
+        if s.initialization_damping is None:
+            raise ValueError("initialization_method='tikhonov' has no damping yet: rim.fit chooses it on the "
+                             "training data, or call rim.choose_initialization(batches) or set "
+                             "initialization_damping=")
+        with torch.no_grad():
+            return self.problem.forward_model.least_squares(
+                y, damping=s.initialization_damping, prior_mean=s.initialization_prior_mean,
+                iterations=s.initialization_iterations, tol=0.0, **params)
+
+    def choose_initialization(self, batches) -> dict[str, Any]:
+        """For ``initialization_method="tikhonov"``: choose the start's damping and prior mean on
+        ``batches`` of ``(y, x, params)`` (:func:`invrim.baselines.choose_tikhonov` with the start's
+        number of CG iterations), store them in the settings and return the choice."""
+        if self.problem is None or not has_tikhonov(self.problem.forward_model):
+            raise ValueError("choose_initialization needs a problem with a linear forward model")
+        s = self.settings
+        choice = choose_tikhonov(self.problem.forward_model, batches, iterations=s.initialization_iterations,
+                                 tol=0.0, source="the RIM's Tikhonov start")
+        self.settings = RIMConfig(**{**s.to_dict(), "initialization_damping": choice["damping"],
+                                     "initialization_prior_mean": choice["prior_mean"]})
+        return choice
 
     def _network(self, x: Tensor, score: Tensor, h: Hidden, t: int) -> tuple[Tensor, Hidden]:
         """One call of the backbone, in the RIM's ``precision`` (autocast; its update and hidden

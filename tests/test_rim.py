@@ -366,3 +366,33 @@ def test_unavailable_or_malformed_device_is_one_clear_line():
         with pytest.raises(ValueError, match=message):
             RIM((8, 8), Hourglass(1, dimensions=2, nf=4, hidden_units=8), score_fn=lambda x, y: y - x,
                 device=device)
+
+
+def test_the_tikhonov_start_is_the_tikhonov_cg_solution_and_fit_chooses_its_damping():
+    from invrim import Gaussian, Problem
+    from invrim.backbones import Hourglass
+    from invrim.baselines import choose_tikhonov
+    from invrim.physics import Blur
+    g = torch.Generator().manual_seed(0)
+    problem = Problem(Blur(psf_sigma=1.5, boundary="periodic"), Gaussian(0.05))
+    x = torch.rand(48, 1, 16, 16, generator=g)
+    y = problem.simulate(x, generator=g)
+    torch.manual_seed(0)
+    rim = RIM((16, 16), Hourglass(channels=1, dimensions=2, nf=8, hidden_units=8), problem=problem, T=3,
+              initialization_method="tikhonov", initialization_iterations=5)
+    with pytest.raises(ValueError, match="has no damping yet"):
+        rim.predict(y)
+    history = rim.fit(list(zip(y, x)), epochs=3, batch_size=16, progress=False, seed=0)
+    expected = choose_tikhonov(problem.forward_model, [(y[:32], x[:32], {})], iterations=5, tol=0.0)
+    assert rim.settings.initialization_damping == pytest.approx(expected["damping"])
+    assert rim.config()["rim"]["initialization_damping"] == pytest.approx(expected["damping"])   # saved
+    x0, _ = rim.initialization(y)
+    start = problem.forward_model.least_squares(y, damping=expected["damping"], prior_mean=expected["prior_mean"],
+                                                iterations=5, tol=0.0)
+    torch.testing.assert_close(x0, start)
+    start_mse = float(((start - x) ** 2).mean())
+    assert start_mse < float(((problem.forward_model.adjoint(y) - x) ** 2).mean())   # a better start than Aᵀy
+    assert history[-1] < history[0]
+    with pytest.raises(ValueError, match="needs a problem with a linear forward model"):
+        RIM((16, 16), Hourglass(channels=1, dimensions=2, nf=8, hidden_units=8), score_fn=lambda x, y: y - x,
+            initialization_method="tikhonov")

@@ -194,6 +194,8 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
     stopper = EarlyStopping(cfg.patience, cfg.tolerance)
     history = TrainingHistory()
     parts = dict(rim=rim, optimizer=optimizer, scheduler=scheduler, ema=ema, stopper=stopper, history=history)
+    if rim.settings.initialization_method == "tikhonov" and rim.settings.initialization_damping is None:
+        _choose_initialization(rim, dataset, device)         # before the settings are saved
     folder = RunFolder(run_dir) if run_dir is not None else None
     start_epoch, step = 0, 0
     if folder is not None:                    # rank 0 creates or repairs the folder first, the others read
@@ -397,6 +399,20 @@ class _EpochBatches(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return len(self.steps)
+
+
+def _choose_initialization(rim, dataset, device: torch.device) -> None:
+    """The Tikhonov start's damping and prior mean, chosen on the first training samples (every
+    rank reads the same ones, so all agree)."""
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise ValueError("initialization_method='tikhonov' with a streamed dataset: choose the damping first "
+                         "with rim.choose_initialization([(y, x, params)]) or set initialization_damping=")
+    n = min(TUNING_SAMPLES, len(dataset))
+    y, x, args, kwargs = _unpack(default_collate([dataset[i] for i in range(n)]), device)
+    if args:
+        raise ValueError("initialization_method='tikhonov' needs the per-sample parameters by name "
+                         "(dataset items as dicts)")
+    rim.choose_initialization([(y, x, kwargs)])
 
 
 # ---- the run folder -----------------------------------------------------------------------------
