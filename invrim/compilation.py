@@ -4,9 +4,9 @@ Only the backbone (the network, about 90 % of a step) is compiled: the physics, 
 loss stay eager, since a plugin's forward model (a NUFFT, a ray tracer) is often outside what
 ``torch.compile`` can trace. Two graphs are kept:
 
-* **training** (gradients on): ``torch.compile`` of the backbone's ``forward``; the element-wise
-  work of the GRU gates and activations fuses into few kernels (inductor), the convolutions stay
-  oneDNN's / cuDNN's.
+* **training** (gradients on): ``torch.compile`` of the backbone's ``forward``; inductor generates
+  kernels for the element-wise work of the GRU gates and activations, the convolutions stay oneDNN's
+  / cuDNN's (measured on CPU: no faster than eager, ``docs/speed.md``).
 * **inference** (``torch.no_grad``, e.g. :meth:`RIM.predict`): compiled with inductor's
   ``freezing``, which folds the weights into the graph as constants, pre-packs them for oneDNN and
   fuses each convolution with its activation. Frozen weights must not change, so the frozen graph is
