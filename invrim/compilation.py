@@ -46,8 +46,9 @@ def cpu_compiler() -> Optional[str]:
 
 
 def _weights_version(model: nn.Module) -> tuple:
-    """What identifies the current weights: each parameter's and buffer's identity and version."""
-    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
+    """What identifies the current weights: each parameter's and buffer's identity, storage and
+    version (in-place updates bump the version; ``p.data = …`` changes the storage)."""
+    return tuple((id(t), t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
 
 
 def _own_code(method: Callable) -> Callable:

@@ -158,3 +158,12 @@ def test_invrim_info_says_whether_compile_can_compile_here(capsys, monkeypatch):
     monkeypatch.delenv("CXX", raising=False)
     assert main(["info"]) == 0
     assert "compile on cpu: no C++ compiler found" in capsys.readouterr().out
+
+
+def test_weights_replaced_through_data_are_not_taken_for_the_frozen_ones():
+    from invrim.compilation import _weights_version
+    model = _backbone(0, small=True)
+    before = _weights_version(model)
+    weight = next(model.parameters())
+    weight.data = weight.data.clone() + 1.0            # no version bump, another storage
+    assert _weights_version(model) != before
