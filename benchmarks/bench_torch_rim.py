@@ -215,8 +215,8 @@ class Runner:
         self.y, self.x = y, x
         # a compiled RIM predicts as a reconstruction job does: with weights that do not change
         # (its frozen graph); the one trained here would fall back to the unfrozen graph
-        self.infer_rim = (make_rim(lib, make_model(lib, device), T, ckpt, device, *precision)
-                          if precision[1:2] == [True] else self.rim)
+        compiled = len(precision) > 1 and precision[1]
+        self.infer_rim = make_rim(lib, make_model(lib, device), T, ckpt, device, *precision) if compiled else self.rim
 
     def train(self) -> None:
         train_step(self.rim, self.opt, self.y, self.x)

@@ -42,15 +42,13 @@ def _build(kind: str, spec: Any, config: Optional[dict]) -> tuple[Any, str, dict
 
 
 def parse_array(text: str) -> tuple[str, Optional[tuple[str, ...]]]:
-    """``"ARRAY[:DIM,DIM,...]"`` (``--from-array``) as ``(array, dims or None)``; the array name
-    may itself hold colons (a FITS HDU ``0``, an HDF5 path) only when dims follow."""
-    name, sep, dims = str(text).rpartition(":")
-    if not sep or not name:
-        return str(text), None
-    names = tuple(d.strip() for d in dims.split(",") if d.strip())
-    if not names or not all(d.isidentifier() for d in names):
-        return str(text), None
-    return name, names
+    """``"ARRAY[:DIM,DIM,...]"`` (``--from-array``) as ``(array, dims or None)``: the grammar of
+    ``invrim import --var`` (:func:`invrim.data.importer.parse_var`) without its ``NAME=``."""
+    from .importer import parse_var
+    spec = parse_var(f"{TRUTH}={text}")
+    if spec.file is not None or spec.array is None:
+        raise DataError(f"--from-array expects ARRAY[:DIM,DIM,...] (the file is --from's), got {text!r}")
+    return spec.array, spec.dims
 
 
 class _ForeignTruth:

@@ -401,14 +401,20 @@ class _EpochBatches(torch.utils.data.Sampler):
         return len(self.steps)
 
 
+def _first_samples(dataset, device: torch.device) -> tuple:
+    """The first :data:`~invrim.baselines.TUNING_SAMPLES` items as one batch ``(y, x, args, kwargs)``
+    (what the Tikhonov start and the Tikhonov baseline are chosen on)."""
+    n = min(TUNING_SAMPLES, len(dataset))
+    return _unpack(default_collate([dataset[i] for i in range(n)]), device)
+
+
 def _choose_initialization(rim, dataset, device: torch.device) -> None:
     """The Tikhonov start's damping and prior mean, chosen on the first training samples (every
     rank reads the same ones, so all agree)."""
     if isinstance(dataset, torch.utils.data.IterableDataset):
         raise ValueError("initialization_method='tikhonov' with a streamed dataset: choose the damping first "
                          "with rim.choose_initialization([(y, x, params)]) or set initialization_damping=")
-    n = min(TUNING_SAMPLES, len(dataset))
-    y, x, args, kwargs = _unpack(default_collate([dataset[i] for i in range(n)]), device)
+    y, x, args, kwargs = _first_samples(dataset, device)
     if args:
         raise ValueError("initialization_method='tikhonov' needs the per-sample parameters by name "
                          "(dataset items as dicts)")
@@ -430,8 +436,8 @@ def _tune_baselines(folder: RunFolder, rim, dataset, device: torch.device) -> No
     source = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
     if not isinstance(source, HDF5Dataset):
         return
-    n = min(TUNING_SAMPLES, len(dataset))
-    y, x, args, kwargs = _unpack(default_collate([dataset[i] for i in range(n)]), device)
+    y, x, args, kwargs = _first_samples(dataset, device)
+    n = y.shape[0]
     if args:
         return
     where = source.path
