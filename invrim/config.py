@@ -28,8 +28,10 @@ class RIMConfig:
     T
         Number of recurrent steps (torch-rim's default, 10).
     initialization_method
-        ``"auto"`` (the approximate inverse where the problem or ``approximate_inverse_fn``
-        offers one, else zeros: torch-rim's zeros for a ``score_fn`` script), ``"zeros"``,
+        ``"auto"`` (for a problem with a linear forward model, the Tikhonov start once
+        :meth:`RIM.fit` has chosen its damping; otherwise the approximate inverse where the problem
+        or ``approximate_inverse_fn`` offers one, else zeros: torch-rim's zeros for a ``score_fn``
+        script; ``rim.start_method`` says which), ``"zeros"``,
         ``"approximate_inverse"``, ``"tikhonov"`` (a few conjugate-gradient iterations of the
         Tikhonov-regularised least squares of a linear forward model: CG-SENSE for MRI, the
         Wiener-like solution for deblurring) or ``"model"``.

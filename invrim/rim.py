@@ -227,13 +227,10 @@ initialization_damping, initialization_prior_mean, initialization_iterations
             link_function, inverse_link_function)
 
         s = self.settings
-        if s.initialization_method == "auto":
-            s.initialization_method = "approximate_inverse" if self.physics.has_approximate_inverse else "zeros"
         if s.initialization_method == "approximate_inverse" and not self.physics.has_approximate_inverse:
             raise ValueError("initialization_method='approximate_inverse' needs approximate_inverse_fn "
                              "(or a problem whose forward model has a pseudo_inverse)")
-        if s.initialization_method == "tikhonov" and not (self.problem is not None
-                                                          and has_tikhonov(self.problem.forward_model)):
+        if s.initialization_method == "tikhonov" and not self._linear:
             raise ValueError("initialization_method='tikhonov' needs a problem with a linear forward model "
                              "(its least_squares); use 'approximate_inverse' or 'zeros'")
         self.register_buffer("loss_weights", trajectory_weights(s.loss_weights, s.T), persistent=False)
@@ -242,6 +239,31 @@ initialization_damping, initialization_prior_mean, initialization_iterations
         if s.compile and getattr(self.model, "steps", None) is not None:
             warnings.warn("compile=True is not applied to a backbone with weights per step (steps set): "
                           "it would compile one graph per step; running it eagerly", UserWarning, stacklevel=3)
+
+    @property
+    def _linear(self) -> bool:
+        return self.problem is not None and has_tikhonov(self.problem.forward_model)
+
+    @property
+    def start_method(self) -> str:
+        """The start this RIM uses: ``initialization_method`` with ``"auto"`` resolved. ``"auto"``
+        is ``"tikhonov"`` for a problem with a linear forward model once the start's damping is
+        chosen (:meth:`fit` chooses it on the first training samples), else ``"approximate_inverse"``
+        where the problem (or ``approximate_inverse_fn``) has one, else ``"zeros"``."""
+        method = self.settings.initialization_method
+        if method != "auto":
+            return method
+        if self._linear and self.settings.initialization_damping is not None:
+            return "tikhonov"
+        return "approximate_inverse" if self.physics.has_approximate_inverse else "zeros"
+
+    @property
+    def chooses_tikhonov_start(self) -> bool:
+        """Whether :meth:`fit` chooses the Tikhonov start's damping (none chosen yet, and the start
+        is ``"tikhonov"`` or ``"auto"`` on a linear problem)."""
+        method = self.settings.initialization_method
+        return self.settings.initialization_damping is None and (
+            method == "tikhonov" or (method == "auto" and self._linear))
 
     def _check_precision(self) -> None:
         param = next(self.model.parameters(), None)
@@ -370,9 +392,12 @@ initialization_damping, initialization_prior_mean, initialization_iterations
         """Initial estimate ``x_0`` (model space) and hidden state for observation ``y``."""
         dtype = self._check_observation(y, args)
         zeros = torch.zeros((y.shape[0], self.C, *self.dimensions), device=y.device, dtype=dtype)  # (B, C, *dims)
-        method = self.settings.initialization_method
+        method = self.start_method
         x = zeros
         if method in ("approximate_inverse", "tikhonov"):
+            if method == "tikhonov" and args:
+                raise ValueError("the Tikhonov start takes the forward model's per-sample parameters by name "
+                                 "(y, mask=..., not positionally)")
             start = (self._tikhonov_start(y, **kwargs) if method == "tikhonov"
                      else self.physics.approximate_inverse(y, *args, **kwargs))
             x = self.inverse_link_function(start).to(dtype)
@@ -398,7 +423,8 @@ initialization_damping, initialization_prior_mean, initialization_iterations
                 iterations=s.initialization_iterations, tol=0.0, **params)
 
     def choose_initialization(self, batches) -> dict[str, Any]:
-        """For ``initialization_method="tikhonov"``: choose the start's damping and prior mean on
+        """For the Tikhonov start (``initialization_method="tikhonov"``, or ``"auto"`` on a linear
+        problem): choose its damping and prior mean on
         ``batches`` of ``(y, x, params)`` (:func:`invrim.baselines.choose_tikhonov` with the start's
         number of CG iterations), store them in the settings and return the choice."""
         if self.problem is None or not has_tikhonov(self.problem.forward_model):

@@ -372,3 +372,87 @@ def test_fit_stores_the_tikhonov_baseline_only_for_file_backed_linear_data(tmp_p
     rim2 = RIM((12, 12), Hourglass(channels=1, dimensions=2, nf=4, hidden_units=4), problem=ds.problem, T=2)
     rim2.fit(items, epochs=1, progress=False, seed=0, run_dir=tmp_path / "run2")
     assert not (tmp_path / "run2" / "baselines.json").exists()
+
+
+def test_the_default_start_becomes_tikhonov_on_a_linear_problem_once_fit_chose_its_damping(deblurring, tmp_path):
+    from invrim.baselines import choose_tikhonov
+    problem, (y, x), (y_test, x_test) = deblurring
+    torch.manual_seed(0)
+    net = Hourglass(1, dimensions=2, nf=8, ch_mult=(2,), hidden_units=16, num_layers=1)
+    rim = RIM((SIZE, SIZE), net, problem=problem, T=4, standardize_score=True)     # initialization "auto"
+    assert rim.start_method == "approximate_inverse" and rim.chooses_tikhonov_start
+    untrained, _ = rim.initialization(y_test)                  # an untrained RIM predicts from the pseudo-inverse
+    torch.testing.assert_close(untrained, problem.forward_model.pseudo_inverse(y_test))
+    rim.fit(torch.utils.data.TensorDataset(y[:64], x[:64]), epochs=2, batch_size=16, seed=0, progress=False,
+            run_dir=tmp_path / "run")
+    expected = choose_tikhonov(problem.forward_model, [(y[:32], x[:32], {})], iterations=10, tol=0.0)
+    assert rim.settings.initialization_method == "auto" and rim.start_method == "tikhonov"
+    assert rim.settings.initialization_damping == pytest.approx(expected["damping"])
+    x0, _ = rim.initialization(y_test)
+    torch.testing.assert_close(x0, problem.forward_model.least_squares(
+        y_test, damping=expected["damping"], prior_mean=expected["prior_mean"], iterations=10, tol=0.0))
+    assert float(((x0 - x_test) ** 2).mean()) < float(((untrained - x_test) ** 2).mean())
+    # the choice is saved with the run and reloads with it
+    saved = json.loads((tmp_path / "run" / "model.json").read_text())["rim"]
+    assert saved["initialization_damping"] == pytest.approx(expected["damping"])
+    reloaded = RIM(checkpoints_directory=tmp_path / "run")
+    assert reloaded.start_method == "tikhonov"
+    torch.testing.assert_close(reloaded.predict(y_test), rim.predict(y_test))
+
+    # resuming with a fresh RIM keeps the saved choice, even on other data (where a new one would differ)
+    torch.manual_seed(0)
+    fresh = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, ch_mult=(2,), hidden_units=16, num_layers=1),
+                problem=problem, T=4, standardize_score=True)
+    other = (torch.utils.data.TensorDataset(4 * y[64:128], 4 * x[64:128]))
+    assert choose_tikhonov(problem.forward_model, [(4 * y[64:96], 4 * x[64:96], {})], iterations=10,
+                           tol=0.0)["prior_mean"] != pytest.approx(expected["prior_mean"])
+    fresh.fit(other, epochs=3, batch_size=16, seed=0, progress=False, run_dir=tmp_path / "run", resume=True)
+    assert fresh.settings.initialization_damping == rim.settings.initialization_damping
+    assert fresh.settings.initialization_prior_mean == rim.settings.initialization_prior_mean
+
+
+def test_the_default_start_stays_the_pseudo_inverse_where_no_damping_can_be_chosen(deblurring):
+    problem, (y, x), _ = deblurring
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(zip(y[:32], x[:32]))
+    torch.manual_seed(0)
+    rim = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, ch_mult=(2,), hidden_units=16, num_layers=1),
+              problem=problem, T=2)
+    rim.fit(Stream(), epochs=1, batch_size=16, seed=0, progress=False)      # no error: it keeps its start
+    assert rim.start_method == "approximate_inverse" and rim.settings.initialization_damping is None
+    explicit = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, ch_mult=(2,), hidden_units=16, num_layers=1),
+                   problem=problem, T=2, initialization_method="tikhonov")
+    with pytest.raises(ValueError, match="streamed dataset"):
+        explicit.fit(Stream(), epochs=1, batch_size=16, seed=0, progress=False)
+    # a score_fn script has no forward model: torch-rim's zero start, or its approximate inverse
+    scripted = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, hidden_units=8), score_fn=lambda x, y: y - x)
+    assert scripted.start_method == "zeros" and not scripted.chooses_tikhonov_start
+    scripted = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, hidden_units=8), score_fn=lambda x, y: y - x,
+                   approximate_inverse_fn=lambda y: y)
+    assert scripted.start_method == "approximate_inverse"
+
+
+def test_choosing_the_start_leaves_the_random_number_generators_as_they_were(deblurring):
+    import random
+
+    import numpy as np
+
+    from invrim.training.fit import _choose_initialization
+    problem, (y, x), _ = deblurring
+
+    class Drawing(torch.utils.data.Dataset):                 # a dataset that draws its noise when read
+        def __len__(self):
+            return 64
+
+        def __getitem__(self, i):
+            return y[i] + 0.01 * torch.randn(()) + 0.0 * np.random.rand() + 0.0 * random.random(), x[i]
+    rim = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, hidden_units=8), problem=problem, T=2)
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    _choose_initialization(rim, Drawing(), torch.device("cpu"))
+    assert rim.start_method == "tikhonov"
+    after = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    assert torch.equal(after[0], torch.rand(3)) and np.array_equal(after[1], np.random.rand(3))
+    assert after[2] == random.random()

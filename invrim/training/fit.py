@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, random_split
@@ -20,8 +21,8 @@ from tqdm.auto import tqdm
 from .. import compat
 from .. import distributed as dd
 from ..baselines import TIKHONOV, TUNING_SAMPLES, choose_tikhonov, has_tikhonov
-from ..config import FitConfig
-from ..runs import CheckpointError, RunFolder, join_optimizer_state, prefixed, split_optimizer_state, unprefixed
+from ..config import FitConfig, RIMConfig
+from ..runs import MODEL_FILE, CheckpointError, RunFolder, join_optimizer_state, prefixed, split_optimizer_state, unprefixed
 from .early_stopping import EarlyStopping
 from .ema import EMA
 
@@ -194,8 +195,8 @@ def fit(rim, dataset: Dataset, epochs: Optional[int] = None, learning_rate: Opti
     stopper = EarlyStopping(cfg.patience, cfg.tolerance)
     history = TrainingHistory()
     parts = dict(rim=rim, optimizer=optimizer, scheduler=scheduler, ema=ema, stopper=stopper, history=history)
-    if rim.settings.initialization_method == "tikhonov" and rim.settings.initialization_damping is None:
-        _choose_initialization(rim, dataset, device)         # before the settings are saved
+    if rim.chooses_tikhonov_start:                       # before the settings are saved
+        _choose_initialization(rim, dataset, device, run_dir if resume else None)
     folder = RunFolder(run_dir) if run_dir is not None else None
     start_epoch, step = 0, 0
     if folder is not None:                    # rank 0 creates or repairs the folder first, the others read
@@ -408,17 +409,61 @@ def _first_samples(dataset, device: torch.device) -> tuple:
     return _unpack(default_collate([dataset[i] for i in range(n)]), device)
 
 
-def _choose_initialization(rim, dataset, device: torch.device) -> None:
+def _choose_initialization(rim, dataset, device: torch.device, resumed: Optional[Path] = None) -> None:
     """The Tikhonov start's damping and prior mean, chosen on the first training samples (every
-    rank reads the same ones, so all agree)."""
-    if isinstance(dataset, torch.utils.data.IterableDataset):
-        raise ValueError("initialization_method='tikhonov' with a streamed dataset: choose the damping first "
-                         "with rim.choose_initialization([(y, x, params)]) or set initialization_damping=")
-    y, x, args, kwargs = _first_samples(dataset, device)
+    rank reads the same ones, so all agree; the random number generators are left as they were, for
+    a dataset that draws in ``__getitem__``). A resumed run keeps the choice saved with it. With
+    ``initialization_method="auto"`` a dataset the choice cannot be made on leaves the RIM on its
+    approximate-inverse start (logged); with ``"tikhonov"`` it is a one-line error."""
+    saved = _saved_start(resumed)
+    if saved is not None:
+        rim.settings = RIMConfig(**{**rim.settings.to_dict(), **saved})
+        return
+    required = rim.settings.initialization_method == "tikhonov"
+
+    def cannot(reason: str) -> None:
+        if required:
+            raise ValueError(f"initialization_method='tikhonov' {reason}")
+        log.info("the RIM keeps its %s start: the Tikhonov start's damping could not be chosen (%s)",
+                    rim.start_method, reason)
+    if isinstance(dataset, IterableDataset):
+        return cannot("with a streamed dataset: choose the damping first with "
+                      "rim.choose_initialization([(y, x, params)]) or set initialization_damping=")
+    with _rng_untouched():
+        y, x, args, kwargs = _first_samples(dataset, device)
     if args:
-        raise ValueError("initialization_method='tikhonov' needs the per-sample parameters by name "
-                         "(dataset items as dicts)")
-    rim.choose_initialization([(y, x, kwargs)])
+        return cannot("needs the per-sample parameters by name (dataset items as dicts)")
+    try:
+        rim.choose_initialization([(y, x, kwargs)])
+    except (ValueError, RuntimeError) as e:
+        if required:
+            raise
+        cannot(str(e))
+
+
+def _saved_start(folder: Optional[Path]) -> Optional[dict]:
+    """The Tikhonov start's choice saved in the run folder being resumed, if any."""
+    if folder is None or not (Path(folder) / MODEL_FILE).is_file():
+        return None
+    try:
+        saved = RunFolder(folder).model_config().get("rim", {})
+    except CheckpointError:
+        return None
+    if saved.get("initialization_damping") is None:
+        return None
+    return {k: saved[k] for k in ("initialization_damping", "initialization_prior_mean") if k in saved}
+
+
+@contextlib.contextmanager
+def _rng_untouched():
+    """Leave torch's, numpy's and Python's global random number generators as they were."""
+    py, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
 
 
 # ---- the run folder -----------------------------------------------------------------------------
