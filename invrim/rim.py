@@ -230,6 +230,10 @@ initialization_damping, initialization_prior_mean, initialization_iterations
         if s.initialization_method == "approximate_inverse" and not self.physics.has_approximate_inverse:
             raise ValueError("initialization_method='approximate_inverse' needs approximate_inverse_fn "
                              "(or a problem whose forward model has a pseudo_inverse)")
+        auto_start = getattr(problem.forward_model, "auto_start", "tikhonov") if problem is not None else None
+        if auto_start not in (None, "tikhonov", "pseudo_inverse"):
+            raise ValueError(f"{type(problem.forward_model).__name__}.auto_start must be 'tikhonov' or "
+                             f"'pseudo_inverse', got {auto_start!r}")
         if s.initialization_method == "tikhonov" and not self._linear:
             raise ValueError("initialization_method='tikhonov' needs a problem with a linear forward model "
                              "(its least_squares); use 'approximate_inverse' or 'zeros'")
@@ -245,15 +249,21 @@ initialization_damping, initialization_prior_mean, initialization_iterations
         return self.problem is not None and has_tikhonov(self.problem.forward_model)
 
     @property
+    def _auto_tikhonov(self) -> bool:
+        """Whether ``"auto"`` means the Tikhonov start here (a linear model that asks for it)."""
+        return self._linear and getattr(self.problem.forward_model, "auto_start", "tikhonov") == "tikhonov"
+
+    @property
     def start_method(self) -> str:
         """The start this RIM uses: ``initialization_method`` with ``"auto"`` resolved. ``"auto"``
-        is ``"tikhonov"`` for a problem with a linear forward model once the start's damping is
-        chosen (:meth:`fit` chooses it on the first training samples), else ``"approximate_inverse"``
+        is ``"tikhonov"`` for a problem with a linear forward model whose ``auto_start`` says so
+        (the default; CT's says ``"pseudo_inverse"``) once the start's damping is chosen
+        (:meth:`fit` chooses it on the first training samples), else ``"approximate_inverse"``
         where the problem (or ``approximate_inverse_fn``) has one, else ``"zeros"``."""
         method = self.settings.initialization_method
         if method != "auto":
             return method
-        if self._linear and self.settings.initialization_damping is not None:
+        if self._auto_tikhonov and self.settings.initialization_damping is not None:
             return "tikhonov"
         return "approximate_inverse" if self.physics.has_approximate_inverse else "zeros"
 
@@ -263,7 +273,7 @@ initialization_damping, initialization_prior_mean, initialization_iterations
         is ``"tikhonov"`` or ``"auto"`` on a linear problem)."""
         method = self.settings.initialization_method
         return self.settings.initialization_damping is None and (
-            method == "tikhonov" or (method == "auto" and self._linear))
+            method == "tikhonov" or (method == "auto" and self._auto_tikhonov))
 
     def _check_precision(self) -> None:
         param = next(self.model.parameters(), None)

@@ -128,6 +128,22 @@ def test_tikhonov_baseline_uses_the_runs_damping_and_beats_the_adjoint(blur):
     assert mean["tikhonov"] > mean["baseline"] and mean["tikhonov"] > mean["observation"]
 
 
+def test_a_run_trained_by_the_cli_starts_from_tikhonov_least_squares(blur):
+    from invrim import RIM
+    saved = json.loads((blur["run"] / "model.json").read_text())["rim"]
+    assert saved["initialization_method"] == "auto" and saved["initialization_damping"] > 0   # chosen by train
+    rim = RIM.from_checkpoint(blur["run"])
+    assert rim.start_method == "tikhonov"
+    with h5py.File(blur["test"], "r") as f:
+        y, psf = torch.from_numpy(f["y"][:4]), torch.from_numpy(f["psf"][:4])
+    x0, _ = rim.initialization(y, psf=psf)
+    expected = rim.problem.forward_model.least_squares(y, damping=saved["initialization_damping"],
+                                                       prior_mean=saved["initialization_prior_mean"],
+                                                       iterations=10, tol=0.0, psf=psf)
+    torch.testing.assert_close(x0, expected)
+    assert not torch.allclose(x0, rim.problem.forward_model.pseudo_inverse(y, psf=psf))
+
+
 def test_a_run_without_a_stored_damping_gets_an_oracle_and_says_so(blur, tmp_path):
     import shutil
     run = tmp_path / "old_run"

@@ -456,3 +456,36 @@ def test_choosing_the_start_leaves_the_random_number_generators_as_they_were(deb
     torch.manual_seed(3), np.random.seed(3), random.seed(3)
     assert torch.equal(after[0], torch.rand(3)) and np.array_equal(after[1], np.random.rand(3))
     assert after[2] == random.random()
+
+
+def test_a_forward_model_can_ask_auto_for_its_pseudo_inverse_start(deblurring):
+    """CT's FBP trains better than the Tikhonov start at a few minutes: its ``auto_start`` says so,
+    and ``fit`` then keeps the pseudo-inverse start (an explicit ``"tikhonov"`` still gets it)."""
+    import copy
+    problem, (y, x), _ = deblurring
+    fbp_like = copy.deepcopy(problem)
+    fbp_like.forward_model.auto_start = "pseudo_inverse"         # an instance attribute, as a subclass would set
+    torch.manual_seed(0)
+    rim = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, hidden_units=8), problem=fbp_like, T=2)
+    assert not rim.chooses_tikhonov_start
+    rim.fit(torch.utils.data.TensorDataset(y[:32], x[:32]), epochs=1, batch_size=16, seed=0, progress=False)
+    assert rim.start_method == "approximate_inverse" and rim.settings.initialization_damping is None
+    explicit = RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, hidden_units=8), problem=fbp_like, T=2,
+                   initialization_method="tikhonov")
+    explicit.fit(torch.utils.data.TensorDataset(y[:32], x[:32]), epochs=1, batch_size=16, seed=0, progress=False)
+    assert explicit.start_method == "tikhonov" and explicit.settings.initialization_damping is not None
+    fbp_like.forward_model.auto_start = "fbp"
+    from invrim.plugins.testing import check_auto_start
+    with pytest.raises(AssertionError, match="auto_start must be"):
+        check_auto_start(fbp_like.forward_model)
+    with pytest.raises(ValueError, match=r"auto_start must be 'tikhonov' or 'pseudo_inverse', got 'fbp'"):
+        RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, hidden_units=8), problem=fbp_like, T=2)
+
+
+def test_the_shipped_ct_and_radio_models_start_from_their_pseudo_inverse():
+    ct = pytest.importorskip("invrim_ct.physics")
+    radio = pytest.importorskip("invrim_radio.physics")
+    assert ct.ParallelBeamCT.auto_start == "pseudo_inverse"
+    assert radio.RadioInterferometry.auto_start == "pseudo_inverse"
+    from invrim.physics import Blur
+    assert Blur.auto_start == "tikhonov"

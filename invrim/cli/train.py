@@ -98,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
               f"{'; stopped: ' + history.stop_reason if history.stop_reason not in ('', 'completed') else ''}")
     else:
         print(f"nothing to do: the run in {args.output} already reached epoch {args.epochs}")
+    s = rim.settings
+    start = (f"{s.initialization_iterations} CG iterations of Tikhonov least squares (damping "
+             f"{s.initialization_damping:.3g}, chosen on the first training samples)"
+             if rim.start_method == "tikhonov" else {"approximate_inverse": "the forward model's pseudo-inverse",
+                                                     "zeros": "zeros", "model": "a learned start"}[rim.start_method])
+    print(f"the RIM starts from {start}")
     print(f"model saved in {args.output} (best epoch {history.best_epoch}); reconstruct with "
           f"'invrim reconstruct {args.output} OBS.h5 -o OUT.h5'")
     return 0

@@ -40,6 +40,12 @@ class ForwardModel(nn.Module):
     #: (``"FBP"``, ``"zero-filled SENSE"`` …): the method :meth:`baseline` computes. ``None``
     #: lets invrim name it (``"pseudo-inverse"`` or ``"adjoint"`` for a linear model).
     baseline_name: Optional[str] = None
+    #: Where a RIM with ``initialization_method="auto"`` starts on this model once :meth:`RIM.fit`
+    #: has seen training data: ``"tikhonov"`` (linear models: CG iterations of Tikhonov least
+    #: squares, damping chosen on the training samples) or ``"pseudo_inverse"`` (the model's
+    #: :meth:`pseudo_inverse`, e.g. FBP for CT, where that start trains better). Nonlinear models
+    #: start from the pseudo-inverse whatever this says.
+    auto_start: str = "tikhonov"
 
     # Optional, for figures: ``plot_observation(self, ax, y, **params)`` draws one observation
     # ``y`` (no sample axis) with its per-sample parameters on a matplotlib ``ax``, for the

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["check_adjoint", "check_score_matches_autograd", "check_batch_consistency", "check_dtypes",
-           "check_device", "check_gradients_flow", "check_sample_parameters", "check_config_roundtrip",
+           "check_device", "check_gradients_flow", "check_sample_parameters", "check_config_roundtrip", "check_auto_start",
            "check_forward_model",
            "check_likelihood", "check_backbone", "check_generator", "check_reader", "check_component", "TOLERANCES"]
 
@@ -186,9 +186,17 @@ def check_config_roundtrip(model, x: Optional[Tensor] = None, **params: Any) -> 
     return ["config"]
 
 
+def check_auto_start(model) -> list[str]:
+    """``auto_start`` (where ``initialization_method="auto"`` starts the RIM) is one invrim knows."""
+    start = getattr(model, "auto_start", "tikhonov")
+    if start not in ("tikhonov", "pseudo_inverse"):
+        raise AssertionError(f"{_name(model)}: auto_start must be 'tikhonov' or 'pseudo_inverse', got {start!r}")
+    return ["auto_start"]
+
+
 def check_forward_model(model, x: Tensor, likelihood=None, devices: Sequence[str] = (), **params: Any) -> list[str]:
     """Every applicable forward-model check: adjoint (linear models), batch, dtypes, device,
-    gradients, config round trip, and the score against autograd with ``likelihood``
+    gradients, config round trip, ``auto_start``, and the score against autograd with ``likelihood``
     (a unit Gaussian when omitted)."""
     from ..likelihoods import Gaussian
     from ..problem import Problem
@@ -204,6 +212,7 @@ def check_forward_model(model, x: Tensor, likelihood=None, devices: Sequence[str
     model.to(x.real.dtype)
     ran += check_gradients_flow(model, x, **params)
     ran += check_config_roundtrip(model, x, **params)
+    ran += check_auto_start(model)
     problem = Problem(model, likelihood if likelihood is not None else Gaussian(1.0))
     with torch.no_grad():
         y = model(x, **params)

@@ -98,6 +98,9 @@ class RadioInterferometry(LinearForwardModel):
 
     name = "radio_interferometry"
     baseline_name = "Högbom CLEAN"
+    #: the RIM starts from :meth:`pseudo_inverse` (``start``: CLEAN by default), as RESULTS.md measured;
+    #: Tikhonov least squares is naturally weighted ``start="least_squares"``
+    auto_start = "pseudo_inverse"
     x_dims = ("channel", "height", "width")
     y_dims = ("visibility",)
     y_is_complex = True
