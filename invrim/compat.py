@@ -15,7 +15,7 @@ from torch import Tensor
 MIGRATION = "see docs/migrating.md (torch-rim → invrim)"
 
 #: RIM settings that reproduce torch-rim's model where invrim's defaults differ (``RIM(..., **TORCH_RIM_SETTINGS)``).
-TORCH_RIM_SETTINGS: dict[str, Any] = {"initialization_method": "zeros", "standardize_score": False,
+TORCH_RIM_SETTINGS: dict[str, Any] = {"T": 10, "initialization_method": "zeros", "standardize_score": False,
                                       "loss_weights": "uniform"}
 #: ``fit`` options of torch-rim's README where invrim's defaults differ.
 TORCH_RIM_FIT_SETTINGS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 1, "clip": 0.0, "epochs": 100,

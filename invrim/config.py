@@ -26,10 +26,13 @@ class RIMConfig:
     Attributes
     ----------
     T
-        Number of recurrent steps (torch-rim's default, 10).
+        Number of recurrent steps: 6 (torch-rim's default is 10; on the command line's deblurring
+        problem T = 6 trained 0.5 dB better in the same number of steps, at 0.59x the time:
+        ``benchmarks/QUALITY.md``).
     initialization_method
         ``"auto"`` (for a problem with a linear forward model, the Tikhonov start once
-        :meth:`RIM.fit` has chosen its damping; otherwise the approximate inverse where the problem
+        :meth:`RIM.fit` has chosen its damping, unless the model's ``auto_start`` asks for its
+        pseudo-inverse, as CT's FBP does; otherwise the approximate inverse where the problem
         or ``approximate_inverse_fn`` offers one, else zeros: torch-rim's zeros for a ``score_fn``
         script; ``rim.start_method`` says which), ``"zeros"``,
         ``"approximate_inverse"``, ``"tikhonov"`` (a few conjugate-gradient iterations of the
@@ -62,7 +65,7 @@ class RIMConfig:
         speed up bf16 inference, not training (``docs/speed.md``).
     """
 
-    T: int = 10
+    T: int = 6
     initialization_method: str = "auto"
     score_preprocessing_method: str = "identity"
     standardize_score: bool = False

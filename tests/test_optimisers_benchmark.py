@@ -32,10 +32,10 @@ def test_quick_mode_writes_complete_json(tmp_path):
     assert isinstance(machine["cpu_flags_avx_amx"], list)
     assert machine["torch_threads"] == 1
     assert data["quick"] is True and isinstance(data["verdict"], str)
-    assert set(data["problems"]) == {"ringdown", "deblur"}
+    assert set(data["problems"]) == {"ringdown", "kappa", "deblur"}
 
     for name, res in data["problems"].items():
-        kinds = {"truth"} if name == "ringdown" else {"truth", "wiener"}
+        kinds = {"truth", "wiener"} if name == "deblur" else {"truth"}
         T = res["T"]
         assert T <= 20 and res["n_test"] > 0 and res["cap"] > 0
         rim = res["rim"]
@@ -75,3 +75,22 @@ def test_quick_mode_writes_complete_json(tmp_path):
                 assert all(a <= b for a, b in zip(evals, evals[1:]))
     hessian = data["deblur_hessian"]
     assert _finite(hessian["condition_number"]) and hessian["condition_number"] >= 1
+
+
+def test_the_verdict_counts_zero_iterations_as_a_miss():
+    """An optimiser that is at the RIM's error from its start (0 iterations) beats the RIM: the
+    target "Adam and L-BFGS need >= 10x T" is missed, not met."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("optimisers_bench", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def problem(adam, lbfgs):
+        best = lambda med: {"best": {"truth": {"median_iterations": med, "share_reached": 1.0 if med is not None
+                                               else 0.2, "median_evaluations": med,
+                                               "median_error_curve_reaches_at": med}}}
+        return {"T": 10, "cap": 2000, "optimisers": {"adam": best(adam), "lbfgs": best(lbfgs)}}
+    assert "MISSED" in bench.verdict({"problems": {"kappa": problem(0, 0)}})
+    assert "MISSED" in bench.verdict({"problems": {"kappa": problem(None, 50)}})
+    assert "MET" in bench.verdict({"problems": {"kappa": problem(None, 100)}})
+    assert "MISSED" not in bench.verdict({"problems": {"ringdown": problem(150, None)}})

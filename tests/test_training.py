@@ -489,3 +489,16 @@ def test_the_shipped_ct_and_radio_models_start_from_their_pseudo_inverse():
     assert radio.RadioInterferometry.auto_start == "pseudo_inverse"
     from invrim.physics import Blur
     assert Blur.auto_start == "tikhonov"
+
+
+def test_the_default_T_is_six_and_the_torch_rim_settings_restore_ten(deblurring):
+    import invrim.compat
+    from invrim.config import RIMConfig
+    problem, _, (y_test, _) = deblurring
+    net = Hourglass(1, dimensions=2, nf=8, hidden_units=8)
+    assert RIMConfig().T == 6
+    rim = RIM((SIZE, SIZE), net, problem=problem)
+    assert rim.T == 6 and len(rim(y_test[:2])) == 6
+    torch_rim_like = RIM((SIZE, SIZE), net, problem=problem, **invrim.compat.TORCH_RIM_SETTINGS)
+    assert torch_rim_like.T == 10 and torch_rim_like.start_method == "zeros"
+    assert not torch_rim_like.chooses_tikhonov_start

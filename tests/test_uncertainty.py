@@ -181,7 +181,14 @@ def test_ensemble_mean_and_spread_and_its_calibration(setup, tmp_path):
     np.testing.assert_allclose(spread, np.std(members, axis=0, ddof=1), rtol=1e-4, atol=1e-6)
     assert read_reconstruction(out)["ensemble"][0]["run"] == str(runs[1].resolve())
     record = calibrate(runs[0], cal, 0.9, ensemble=[runs[1]], progress=False, save=False)
-    assert record["scale"]["method"] == "ensemble" and len(record["ensemble"]) == 1
+    # the ensemble's spread is the base scale; "auto" keeps it or the learned scale built on it,
+    # whichever gives the narrower intervals on the tuning half
+    assert record["scale"]["base"] == "ensemble" and len(record["ensemble"]) == 1
+    assert set(record["tuning"]["scales"]) == {"ensemble", "learned"}
+    assert record["scale"]["method"] == min(record["tuning"]["scales"],
+                                            key=lambda k: record["tuning"]["scales"][k]["mean_half_width"])
+    base_only = calibrate(runs[0], cal, 0.9, ensemble=[runs[1]], scale="base", progress=False, save=False)
+    assert base_only["scale"]["method"] == "ensemble" and set(base_only["tuning"]["scales"]) == {"ensemble"}
     with pytest.raises(DataError, match="same weights as the main run"):
         reconstruct(runs[0], test, tmp_path / "dup.h5", ensemble=[runs[0]], progress=False)
 
