@@ -560,6 +560,8 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
     sample axis: ``x_hat``, ``baseline`` (or None), ``y``, ``truth`` (or None), ``trajectory``
     ``(step, *x_dims)``, ``trajectory_nmse`` ``(step,)``, ``x_uncertainty``, ``x_spread``,
     ``data_fit`` and ``ood`` when stored (else None), ``params``; and
+    ``tikhonov`` (Tikhonov-CG with the damping the run chose on its training data, for a linear
+    forward model whose run stores one; else None) and its ``tikhonov_label``,
     ``x_dims``, ``y_dims``, ``complex_channels``, ``baseline_name``, ``attrs``, ``samples``,
     ``index``, ``notes``, ``forward_model`` (the rebuilt instance, for its ``plot_observation``). A missing ground truth is allowed (``truth`` is None); negative indices
     count from the end. Raises a one-line :class:`DataError` for an index out of range.
@@ -577,13 +579,17 @@ def read_sample(reconstruction: PathLike, index: int, truth: Optional[PathLike] 
         for name in (TRAJECTORY, TRAJECTORY_NMSE, UNCERTAINTY, SPREAD, DATA_FIT, OOD):
             out[name] = rows[name][0] if rows[name] is not None else None
         out["truth"] = src.truth.read_checked(i, i + 1)[TRUTH][0] if src.truth is not None else None
-        out["y"] = out["baseline"] = None
+        out["y"] = out["baseline"] = out[TIKHONOV] = None
+        out["tikhonov_label"] = tikhonov_label(src.tikhonov)
         out["params"] = {}
         out["y_dims"] = tuple(src.problem.forward_model.y_dims)
         if src.observations is not None:
             batch = src.observations.read_checked(i, i + 1)
             b = _baseline(src, batch)
             out["baseline"] = b[0] if b is not None else None
+            if src.tikhonov is not None:              # the run's own choice only (no oracle for one sample)
+                with torch.inference_mode():
+                    out[TIKHONOV] = _tikhonov(src, batch)[0]
             out["y"] = batch[OBSERVATION][0]
             out["y_dims"] = src.observations.target_dims(OBSERVATION)
             out["params"] = {k: v[0] for k, v in batch.items() if k not in (OBSERVATION, TRUTH)}

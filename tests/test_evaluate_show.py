@@ -177,6 +177,14 @@ def test_baseline_is_the_problems_approximate_inverse(blur):
         np.testing.assert_array_equal(sample["trajectory"].numpy(), f["trajectory"][2])
     ds = HDF5Dataset(blur["test"])
     torch.testing.assert_close(sample["truth"], ds[2]["x"])
+    # Tikhonov-CG with the damping the run chose on its training data (baselines.json), as evaluate has it
+    from invrim.baselines import TIKHONOV, tikhonov
+    choice = json.loads((blur["run"] / "baselines.json").read_text())[TIKHONOV]
+    by_hand_tik = tikhonov(problem.forward_model, y[2:3], choice, psf=psf[2:3])[0]
+    torch.testing.assert_close(sample["tikhonov"], by_hand_tik, rtol=1e-5, atol=1e-6)
+    assert sample["tikhonov_label"].startswith("Tikhonov-CG (λ=")
+    tik_nmse = float(((sample["tikhonov"].double() - ds[2]["x"].double()) ** 2).sum() / (ds[2]["x"].double() ** 2).sum())
+    assert tik_nmse == pytest.approx(result["per_sample"]["tikhonov"]["nmse"][2], rel=1e-5)
 
 
 def test_evaluate_mri_uses_magnitude_and_has_no_observation_row(mri):
@@ -315,6 +323,11 @@ def test_figure_panels_and_titles(blur, mri):
     result = evaluate(blur["recon"])
     rim_title = next(t for t in titles if t.startswith("RIM reconstruction"))
     assert f"PSNR {result['per_sample']['rim']['psnr'][3]:.1f} dB" in rim_title
+    # the trajectory panel has the run's Tikhonov-CG beside the adjoint and the observation
+    trajectory = next(ax for ax in fig.get_axes() if ax.get_title() == "Error along the RIM trajectory")
+    labels = trajectory.get_legend_handles_labels()[1]
+    tik = f"{result['labels']['tikhonov']}: {result['per_sample']['tikhonov']['nmse'][3]:.3g}"
+    assert tik in labels and any(label.startswith("adjoint: ") for label in labels), labels
     plt.close(fig)
     fig = plot_reconstruction(mri["recon"], 0)
     text = " | ".join(ax.get_title() for ax in fig.get_axes())

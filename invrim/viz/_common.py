@@ -22,7 +22,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 IMAGE_CMAP, OBSERVATION_CMAP, RESIDUAL_CMAP = "gray", "magma", "RdBu_r"
 #: Above this many entries a single spatial axis is drawn as a signal (line), below it as points.
 MAX_POINTS = 16
-_COLOURS = {"truth": "black", "rim": "C3", "baseline": "C0", "observation": "0.6"}
+_COLOURS = {"truth": "black", "rim": "C3", "baseline": "C0", "tikhonov": "C2", "observation": "0.6"}
 
 
 # ----------------------------------------------------------------------------------------------
