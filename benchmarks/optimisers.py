@@ -204,13 +204,17 @@ class _Simulations(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
 
-def _train(rim: RIM, draw, steps: int, batch: int, learning_rate: float, seed: int) -> tuple[float, float]:
-    """Train ``rim`` for ``steps`` steps of ``batch`` fresh simulations from ``draw`` (warm-up 20,
-    cosine decay, clip 1.0): its final loss and the seconds it took."""
+def _train(rim: RIM, draw, steps: int, batch: int, learning_rate: float, seed: int, backbone: str,
+           settings: str, what: str) -> dict[str, Any]:
+    """Train ``rim`` for ``steps`` steps of ``batch`` fresh ``what`` from ``draw`` (warm-up 20,
+    cosine decay, clip 1.0); the record of the training for the JSON."""
     start = time.perf_counter()
     history = rim.fit(_Simulations(draw, steps * batch, seed), epochs=1, learning_rate=learning_rate,
                       batch_size=batch, warmup=20, scheduler="cosine", clip=1.0, seed=seed, progress=False)
-    return float(history[-1]), time.perf_counter() - start
+    return {"backbone": backbone, "T": rim.T, "settings": settings,
+            "training": f"{steps} steps of {batch} fresh {what}, Adam {learning_rate:g}, 20 warm-up steps, "
+                        "cosine decay, clip 1.0",
+            "steps": steps, "seconds": time.perf_counter() - start, "final_loss": float(history[-1])}
 
 
 def _map_in_rim_basin(task: Task, rim_x: torch.Tensor, cap: int) -> tuple[str, dict[str, np.ndarray]]:
@@ -375,13 +379,10 @@ class DeblurTask(Task):
         def draw(b, gen):
             x = self.fields(b, gen)
             return self.problem.simulate(x, generator=gen), x
-        final_loss, seconds = _train(self.rim, draw, steps, batch, 3e-3, seed)
-        return {"backbone": "Hourglass(1, dimensions=2, nf=8, ch_mult=(2, 2), hidden_units=16)", "T": self.T,
-                "settings": "identity link; score preprocessing identity; standardize_score; "
-                            "loss_weights linear; initialization zeros",
-                "training": f"{steps} steps of {batch} fresh fields, Adam 3e-3, 20 warm-up steps, "
-                            "cosine decay, clip 1.0",
-                "steps": steps, "seconds": seconds, "final_loss": final_loss}
+        return _train(self.rim, draw, steps, batch, 3e-3, seed,
+                      backbone="Hourglass(1, dimensions=2, nf=8, ch_mult=(2, 2), hidden_units=16)",
+                      settings="identity link; score preprocessing identity; standardize_score; "
+                               "loss_weights linear; initialization zeros", what="fields")
 
     def reference(self, rim_x, cap):
         return ("Wiener filter (the exact optimum)", self.errors(self.x_wiener))
@@ -465,13 +466,11 @@ class KappaTask(Task):
         def draw(b, gen):
             kappa = self.link(self.fields(b, gen))
             return self.problem.simulate(kappa, generator=gen), kappa
-        final_loss, seconds = _train(self.rim, draw, steps, batch, 2e-3, seed)
-        return {"backbone": "Hourglass(1, dimensions=2, nf=16, ch_mult=(2, 2), hidden_units=32)", "T": self.T,
-                "settings": "link: kappa = prior mean + x; score preprocessing identity (autograd score); "
-                            "standardize_score; loss_weights linear; initialization zeros (the prior mean)",
-                "training": f"{steps} steps of {batch} fresh maps, Adam 2e-3, 20 warm-up steps, "
-                            "cosine decay, clip 1.0",
-                "steps": steps, "seconds": seconds, "final_loss": final_loss}
+        return _train(self.rim, draw, steps, batch, 2e-3, seed,
+                      backbone="Hourglass(1, dimensions=2, nf=16, ch_mult=(2, 2), hidden_units=32)",
+                      settings="link: kappa = prior mean + x; score preprocessing identity (autograd score); "
+                               "standardize_score; loss_weights linear; initialization zeros (the prior mean)",
+                      what="maps")
 
     def reference(self, rim_x, cap):
         return _map_in_rim_basin(self, rim_x, cap)

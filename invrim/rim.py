@@ -21,6 +21,7 @@ from .baselines import choose_tikhonov, has_tikhonov
 from .compilation import CompiledBackbone
 from .config import INITIALIZATIONS, LOSS_WEIGHTS, PREPROCESSINGS, RIMConfig  # noqa: F401 (re-exported)
 from .links import resolve_link
+from .physics.base import auto_start
 from .problem import CallableProblem, Problem
 from .runs import CheckpointError, RunFolder
 
@@ -230,10 +231,8 @@ initialization_damping, initialization_prior_mean, initialization_iterations
         if s.initialization_method == "approximate_inverse" and not self.physics.has_approximate_inverse:
             raise ValueError("initialization_method='approximate_inverse' needs approximate_inverse_fn "
                              "(or a problem whose forward model has a pseudo_inverse)")
-        auto_start = getattr(problem.forward_model, "auto_start", "tikhonov") if problem is not None else None
-        if auto_start not in (None, "tikhonov", "pseudo_inverse"):
-            raise ValueError(f"{type(problem.forward_model).__name__}.auto_start must be 'tikhonov' or "
-                             f"'pseudo_inverse', got {auto_start!r}")
+        if problem is not None:
+            auto_start(problem.forward_model)         # a one-line error for a value invrim does not know
         if s.initialization_method == "tikhonov" and not self._linear:
             raise ValueError("initialization_method='tikhonov' needs a problem with a linear forward model "
                              "(its least_squares); use 'approximate_inverse' or 'zeros'")
@@ -251,7 +250,7 @@ initialization_damping, initialization_prior_mean, initialization_iterations
     @property
     def _auto_tikhonov(self) -> bool:
         """Whether ``"auto"`` means the Tikhonov start here (a linear model that asks for it)."""
-        return self._linear and getattr(self.problem.forward_model, "auto_start", "tikhonov") == "tikhonov"
+        return self._linear and auto_start(self.problem.forward_model) == "tikhonov"
 
     @property
     def start_method(self) -> str:

@@ -8,6 +8,19 @@ from torch import Tensor, nn
 
 from .linear_algebra import conjugate_gradient, power_iteration
 
+#: The values of :attr:`ForwardModel.auto_start`.
+AUTO_STARTS = ("tikhonov", "pseudo_inverse")
+
+
+def auto_start(model: Any) -> str:
+    """``model.auto_start`` (``"tikhonov"`` when it has none), checked: a one-line ``ValueError``
+    for a value invrim does not know."""
+    start = getattr(model, "auto_start", "tikhonov")
+    if start not in AUTO_STARTS:
+        raise ValueError(f"{type(model).__name__}.auto_start must be 'tikhonov' or 'pseudo_inverse', "
+                         f"got {start!r}")
+    return start
+
 #: Conventional names of the spatial axes for 1-, 2- and 3-D signals. Never name an axis ``x`` or
 #: ``y``: those are the variable names in invrim's data files.
 SPATIAL_DIMS = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}

@@ -188,9 +188,11 @@ def check_config_roundtrip(model, x: Optional[Tensor] = None, **params: Any) -> 
 
 def check_auto_start(model) -> list[str]:
     """``auto_start`` (where ``initialization_method="auto"`` starts the RIM) is one invrim knows."""
-    start = getattr(model, "auto_start", "tikhonov")
-    if start not in ("tikhonov", "pseudo_inverse"):
-        raise AssertionError(f"{_name(model)}: auto_start must be 'tikhonov' or 'pseudo_inverse', got {start!r}")
+    from ..physics.base import auto_start
+    try:
+        auto_start(model)
+    except ValueError as e:
+        raise AssertionError(f"{_name(model)}: {e}") from None
     return ["auto_start"]
 
 

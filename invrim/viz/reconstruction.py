@@ -58,14 +58,14 @@ def _draw_trajectory(ax, sample: dict) -> None:
         cc = sample["complex_channels"]
         on_magnitude = label.startswith("NMSE of |x|")
         ref = prepare_images(truth[None], cc and on_magnitude)
-        for key, name, style in (("baseline", sample.get("baseline_name") or "baseline", "--"),
-                                 ("tikhonov", sample.get("tikhonov_label") or "Tikhonov-CG", "-."),
-                                 ("y", "observation", ":")):
+        for key, name, style, colour in (
+                ("baseline", sample.get("baseline_name") or "baseline", "--", _COLOURS["baseline"]),
+                ("tikhonov", sample.get("tikhonov_label") or "Tikhonov-CG", "-.", _COLOURS["tikhonov"]),
+                ("y", "observation", ":", _COLOURS["observation"])):
             est = sample.get(key)
             if est is None or (key == "y" and "observation" not in sample["metrics"]):
                 continue
             v = float(nmse(prepare_images(est[None], cc and on_magnitude), ref)[0])
-            colour = _COLOURS[{"baseline": "baseline", "tikhonov": "tikhonov"}.get(key, "observation")]
             ax.axhline(v, ls=style, color=colour, lw=1.3, label=f"{name}: {v:.3g}")
     _log_axis(ax, np.concatenate([nm, [ln.get_ydata()[0] for ln in ax.get_lines()[1:]]]))
     ax.set_xlabel("RIM step t", fontsize=9)
