@@ -482,11 +482,13 @@ def test_a_forward_model_can_ask_auto_for_its_pseudo_inverse_start(deblurring):
         RIM((SIZE, SIZE), Hourglass(1, dimensions=2, nf=8, hidden_units=8), problem=fbp_like, T=2)
 
 
-def test_the_shipped_ct_and_radio_models_start_from_their_pseudo_inverse():
+def test_the_shipped_ct_radio_and_lensing_models_start_from_their_pseudo_inverse():
     ct = pytest.importorskip("invrim_ct.physics")
     radio = pytest.importorskip("invrim_radio.physics")
+    lensing = pytest.importorskip("invrim_lensing.physics")
     assert ct.ParallelBeamCT.auto_start == "pseudo_inverse"
     assert radio.RadioInterferometry.auto_start == "pseudo_inverse"
+    assert lensing.SIELensing.auto_start == "pseudo_inverse"
     from invrim.physics import Blur
     assert Blur.auto_start == "tikhonov"
 

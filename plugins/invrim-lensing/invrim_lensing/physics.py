@@ -133,6 +133,9 @@ class SIELensing(_LensingBase, LinearForwardModel):
     """
 
     name = "lensing_sie"
+    #: the RIM starts from the pseudo-inverse A^T y / A^T 1: in 4 minutes of training it reached
+    #: 1.8 and 2.5 dB more than the Tikhonov start (two seeds, RESULTS.md)
+    auto_start = "pseudo_inverse"
     x_dims = ("channel", "source_height", "source_width")
     y_dims = ("channel", "height", "width")
     y_is_complex = False

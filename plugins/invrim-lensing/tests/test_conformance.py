@@ -199,4 +199,4 @@ def test_example_runs_in_fast_mode(tmp_path):
     out = subprocess.run([sys.executable, str(script), "--fast", "--figure", str(figure)], check=True,
                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                          timeout=120)
-    assert "RIM (T=3)" in out.stdout and figure.exists()
+    assert "RIM (T=3, pseudo-inverse start)" in out.stdout and figure.exists()
