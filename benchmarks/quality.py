@@ -59,6 +59,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr3e-4": {"fit": {"learning_rate": 3e-4}},
     "no-clip": {"fit": {"clip": 0.0}},
     "zero-out": {"zero_output": True},
+    # the output convolution's initial weights at PyTorch's default scale (invrim's before 2026-12-04,
+    # and torch-rim's), against Hourglass's default output_scale=0.1
+    "output-scale-1": {"backbone": {"output_scale": 1.0}},
     "zero-out-no-std": {"zero_output": True, "rim": {"standardize_score": False}},
     "zero-out-lr3e-3": {"zero_output": True, "fit": {"learning_rate": 3e-3}},
     "nf16": {"backbone": {"nf": 16}},

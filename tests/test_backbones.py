@@ -147,6 +147,7 @@ def test_gradients_reach_every_parameter(cls, dimensions):
 # --------------------------------------------------------------------------- config
 @pytest.mark.parametrize("cls,dimensions,overrides", [
     (Hourglass, 2, dict(hidden_units=48)),
+    (Hourglass, 2, dict(output_scale=1.0)),
     (Hourglass, 0, dict(hidden_units=48, ch_mult=[3, 1])),
     (Hourglass, 1, dict(hidden_units=12, conv_kernel_size=5, input_kernel_size=1,
                         activation="relu", resample_with_conv=False)),

@@ -28,15 +28,35 @@ def _rim(problem, precision, seed=0):
                    precision=precision)
 
 
+def _smooth_images(n=64, size=16, seed=0):
+    """Low-pass random images in [0, 1]: a prior a small RIM can learn in a hundred steps."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.fft.rfftfreq(size)[None, :] ** 2 + torch.fft.fftfreq(size)[:, None] ** 2
+    spectrum = torch.randn(n, 1, size, size // 2 + 1, dtype=torch.complex64, generator=g) * torch.exp(-k / 0.05)
+    x = torch.fft.irfft2(spectrum, s=(size, size))
+    x = x - x.amin(dim=(-2, -1), keepdim=True)
+    return x / x.amax(dim=(-2, -1), keepdim=True)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_both_precisions_learn(precision):
-    problem, x, y = _data()
-    rim = _rim(problem, precision)
-    start = float(rim.loss_fn(y, x).detach())
-    rim.fit(list(zip(y, x)), epochs=6, batch_size=16, progress=False, seed=0)
-    end = float(rim.loss_fn(y, x).detach())
+    """120 steps take the RIM's error well below that of its own start (the pseudo-inverse), in
+    either precision (the untrained RIM stays near its start, so this is learning, not undoing a
+    random initialisation)."""
+    problem = Problem(Blur(psf_sigma=1.0, boundary="periodic"), Gaussian(0.05))
+    x = _smooth_images()
+    y = problem.simulate(x, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # a CPU without bf16 hardware warns: slow, not wrong
+        rim = RIM((16, 16), Hourglass(channels=1, dimensions=2, nf=8, hidden_units=8), problem=problem, T=3,
+                  precision=precision, initialization_method="approximate_inverse")
+    start = float(((problem.forward_model.pseudo_inverse(y) - x) ** 2).mean())
+    rim.fit(list(zip(y, x)), epochs=30, batch_size=16, progress=False, seed=0)
+    with torch.no_grad():
+        end = float(((rim.predict(y) - x) ** 2).mean())
     assert rim.precision == precision and next(rim.parameters()).dtype == torch.float32   # weights stay fp32
-    assert end < 0.5 * start, (start, end)
+    assert end < 0.8 * start, (start, end)
 
 
 def test_the_score_and_the_state_stay_fp32_under_autocast():
