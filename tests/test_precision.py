@@ -10,6 +10,7 @@ import torch
 import invrim.precision
 from invrim import RIM, Gaussian, Problem
 from invrim.backbones import Hourglass
+from invrim.data.generators import GaussianRandomField
 from invrim.physics import Blur
 
 
@@ -28,23 +29,13 @@ def _rim(problem, precision, seed=0):
                    precision=precision)
 
 
-def _smooth_images(n=64, size=16, seed=0):
-    """Low-pass random images in [0, 1]: a prior a small RIM can learn in a hundred steps."""
-    g = torch.Generator().manual_seed(seed)
-    k = torch.fft.rfftfreq(size)[None, :] ** 2 + torch.fft.fftfreq(size)[:, None] ** 2
-    spectrum = torch.randn(n, 1, size, size // 2 + 1, dtype=torch.complex64, generator=g) * torch.exp(-k / 0.05)
-    x = torch.fft.irfft2(spectrum, s=(size, size))
-    x = x - x.amin(dim=(-2, -1), keepdim=True)
-    return x / x.amax(dim=(-2, -1), keepdim=True)
-
-
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_both_precisions_learn(precision):
     """120 steps take the RIM's error well below that of its own start (the pseudo-inverse), in
     either precision (the untrained RIM stays near its start, so this is learning, not undoing a
     random initialisation)."""
     problem = Problem(Blur(psf_sigma=1.0, boundary="periodic"), Gaussian(0.05))
-    x = _smooth_images()
+    x = GaussianRandomField(shape=[16, 16], power=4.0)(64, generator=torch.Generator().manual_seed(0))  # smooth: learnable
     y = problem.simulate(x, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     with warnings.catch_warnings():
