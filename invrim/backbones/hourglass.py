@@ -114,8 +114,8 @@ class Hourglass(Backbone):
         0.1 (the default) keeps an untrained RIM's updates small, so training starts near the RIM's
         initial estimate (the Tikhonov start, the FBP) instead of undoing random updates; on the
         quality benchmark it trained better at every evaluation point of 60 steps on four problems
-        and at all but one on a fifth, and tied after 4 minutes (``benchmarks/QUALITY.md``). 1 is torch-rim's initialisation; 0 stalls
-        learning (no gradient reaches the other layers at first).
+        and at all but one on a fifth, and tied after 4 minutes (``benchmarks/QUALITY.md``). 1 is
+        torch-rim's initialisation; 0 stalls learning (no gradient reaches the other layers at first).
     """
 
     name = "hourglass"
