@@ -399,18 +399,20 @@ class KappaTask(Task):
     name = "kappa"
     T = 10
 
-    def __init__(self, quick: bool):
+    def __init__(self, quick: bool, sigma: float = KAPPA_SIGMA):
         from invrim_lensing.geometry import gaussian_source, pixel_grid
         from invrim_lensing.physics import PixelatedConvergenceLensing
         N = KAPPA_N
-        self.title = (f"nonlinear: a {N}x{N} lens convergence map, known source (Hourglass RIM, T = {self.T})")
+        self.title = (f"nonlinear: a {N}x{N} lens convergence map, known source, noise sigma = {sigma:g} "
+                      f"(Hourglass RIM, T = {self.T})")
         lens = PixelatedConvergenceLensing(pixels=N, fov=KAPPA_FOV, source_pixels=32, source_fov=2.4)
         px, py = pixel_grid(N, KAPPA_FOV, torch.float32)
         self.kappa_mean = (1.2 / (2 * torch.sqrt(px ** 2 + py ** 2 + 0.2 ** 2)))[None, None]   # cored SIS
         source = (gaussian_source(32, 2.4, 0.1, 0.05, 0.2, torch.float32)
                   + 0.6 * gaussian_source(32, 2.4, -0.3, 0.2, 0.12, torch.float32)
                   + 0.5 * gaussian_source(32, 2.4, 0.25, -0.3, 0.15, torch.float32))
-        self.problem = Problem(_KnownSource(lens, source), Gaussian(sigma=KAPPA_SIGMA))
+        self.sigma = sigma
+        self.problem = Problem(_KnownSource(lens, source), Gaussian(sigma=sigma))
         f = torch.fft.fftfreq(N, dtype=torch.float64)
         k = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2).clamp_min(1.0 / N)
         P = k ** -KAPPA_POWER
@@ -421,7 +423,10 @@ class KappaTask(Task):
         self.x_true = self.fields(n, g)                   # model space: kappa - kappa_mean
         self.y = self.problem.simulate(self.link(self.x_true), generator=g)
         self.lr_grids = {"adam": [0.003, 0.01, 0.03, 0.1] if not quick else [0.01, 0.03],
-                         "gd": [1e-5, 3e-5, 1e-4, 3e-4] if not quick else [3e-5, 1e-4]}
+                         # the likelihood's curvature grows as 1/sigma^2: gradient descent's stable
+                         # step shrinks as sigma^2
+                         "gd": [lr * (sigma / KAPPA_SIGMA) ** 2
+                                for lr in ([1e-5, 3e-5, 1e-4, 3e-4] if not quick else [3e-5, 1e-4])]}
 
     def link(self, x):
         return self.kappa_mean.to(x) + x
@@ -434,7 +439,7 @@ class KappaTask(Task):
         return torch.fft.ifft2(torch.fft.fft2(white) * self.P.sqrt()).real.float()
 
     def settings(self):
-        return {"size": KAPPA_N, "fov_arcsec": KAPPA_FOV, "noise_sigma": KAPPA_SIGMA,
+        return {"size": KAPPA_N, "fov_arcsec": KAPPA_FOV, "noise_sigma": self.sigma,
                 "kappa": f"cored SIS (Einstein radius 1.2 arcsec, core 0.2) + Gaussian random field, "
                          f"P(k) ∝ max(k, 1/{KAPPA_N})^-{KAPPA_POWER:g}, pixel std {KAPPA_STD}",
                 "source": "three Gaussian blobs on a 32x32, 2.4 arcsec grid, peak about 1, known",
@@ -937,6 +942,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--ringdown-steps", type=int, default=None,
                         help="ringdown RIM training steps of batch 128 (default 1600 = 50 epochs of 4096; quick: 32)")
+    parser.add_argument("--kappa-noise", type=float, default=KAPPA_SIGMA,
+                        help=f"noise standard deviation of the lens-convergence problem's image (default {KAPPA_SIGMA}; "
+                        "lower noise makes the posterior stiffer, so the classical optimisers need more iterations)")
     parser.add_argument("--deblur-noise", type=float, default=GRF_SIGMA,
                         help=f"standard deviation of the deblurring problem's white noise; the fields have pixel std 1 "
                         f"(default {GRF_SIGMA})")
@@ -961,7 +969,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"torch {machine['torch']}, {args.threads} thread(s)")
     results: dict[str, Any] = {"machine": machine, "quick": args.quick, "seed": args.seed, "problems": {}}
     for name in args.problems:
-        task = (RingdownTask(args.quick) if name == "ringdown" else KappaTask(args.quick) if name == "kappa"
+        task = (RingdownTask(args.quick) if name == "ringdown" else KappaTask(args.quick, args.kappa_noise) if name == "kappa"
                 else DeblurTask(args.quick, args.deblur_noise))
         if isinstance(task, DeblurTask):
             log(f"deblurring: Hessian eigenvalues in [{task.mu:.4g}, {task.L:.4g}], condition number "

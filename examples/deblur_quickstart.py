@@ -25,7 +25,9 @@ from invrim.physics.blur import Blur
 
 SIZE, PSF_SIGMA, NOISE_SIGMA = 32, 1.5, 0.02
 #: (training images, epochs, test images): a fixed amount of training, not a time budget
-SIZES = {"full": (1024, 10, 128), "fast": (256, 20, 64)}
+SIZES = {"full": (1024, 10, 128), "fast": (512, 10, 64)}
+# (--fast was 256 images x 20 epochs, the same 320 steps: +0.45 dB over Wiener on an AVX2 CPU against
+# +1.00 dB for 512 x 10 there; fewer images seen twice as often overfit)
 BATCH_SIZE, LEARNING_RATE, T = 16, 3e-3, 4
 
 
@@ -68,7 +70,7 @@ class WienerFilter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fast", action="store_true", help="the test suite's size (fewer images and epochs)")
+    parser.add_argument("--fast", action="store_true", help="the test suite's size (half the images and steps)")
     parser.add_argument("--figure", default="deblur_quickstart.png", help="where to save the figure")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: these small convolutions gain little from more, and "

@@ -144,6 +144,27 @@ def test_gradients_reach_every_parameter(cls, dimensions):
         assert p.grad.abs().sum() > 0, name
 
 
+# --------------------------------------------------------------------------- output scale
+@pytest.mark.parametrize("cls,overrides", [(Hourglass, {}), (UNet, {}), (RIMCell, {}), (RIMCell, {"steps": 3})],
+                         ids=["Hourglass", "UNet", "RIMCell", "RIMCell-unshared"])
+def test_output_scale_scales_only_the_initial_output_layer(cls, overrides):
+    """``output_scale=s`` draws the same random weights as ``output_scale=1`` and multiplies the
+    output convolution's (each step's copy's) weight and bias by s; every other parameter is equal."""
+    nets = {}
+    for scale in (1.0, 0.25):
+        torch.manual_seed(3)
+        nets[scale] = make(cls, 2, 2, output_scale=scale, **overrides)
+    reference, scaled = (dict(nets[s].named_parameters()) for s in (1.0, 0.25))
+    outputs = [name for name in reference if "output_layer" in name]
+    assert len(outputs) == 2 * (overrides.get("steps") or 1), outputs
+    for name, p in reference.items():
+        expected = 0.25 * p if "output_layer" in name else p
+        torch.testing.assert_close(scaled[name], expected, rtol=0, atol=0, msg=name)
+    assert nets[0.25].config()["output_scale"] == 0.25
+    with pytest.raises(ValueError, match="output_scale must be a non-negative number, got nan"):
+        make(cls, 2, 2, output_scale=float("nan"), **overrides)
+
+
 # --------------------------------------------------------------------------- config
 @pytest.mark.parametrize("cls,dimensions,overrides", [
     (Hourglass, 2, dict(hidden_units=48)),

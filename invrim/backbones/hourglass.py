@@ -15,11 +15,13 @@ from .layers import (
     as_int_list,
     check_dimensions,
     check_kernel_size,
+    check_output_scale,
     check_positive,
     conv_nd,
     fast_tanh_,
     get_activation,
     pointwise_conv,
+    scale_initial_output,
     use_channels_last,
 )
 
@@ -155,9 +157,6 @@ class Hourglass(Backbone):
         self.act = get_activation(activation, inplace=True)
         if not isinstance(resample_with_conv, bool):
             raise ValueError(f"resample_with_conv must be a bool, got {resample_with_conv!r}")
-        if isinstance(output_scale, bool) or not isinstance(output_scale, (int, float)) \
-                or not 0 <= output_scale < float("inf"):
-            raise ValueError(f"output_scale must be a non-negative number, got {output_scale!r}")
 
         self.channels = channels
         self.dimensions = dimensions
@@ -170,7 +169,7 @@ class Hourglass(Backbone):
         self.input_kernel_size = input_kernel_size
         self.activation = activation.lower()
         self.resample_with_conv = resample_with_conv
-        self.output_scale = float(output_scale)
+        self.output_scale = check_output_scale(output_scale)
         # a flag, not the torch.memory_format itself: torch.save cannot pickle memory formats
         self._channels_last = use_channels_last(dimensions)
 
@@ -191,9 +190,7 @@ class Hourglass(Backbone):
             decoder.append(_Level([conv_nd(d, c, c, kernel_size) for _ in range(num_layers)], up))
         self.decoder = nn.ModuleList(decoder)
         self.output_layer = conv_nd(d, c, channels, 1)
-        with torch.no_grad():            # after the default initialisation: the same random draws
-            self.output_layer.weight.mul_(self.output_scale)
-            self.output_layer.bias.mul_(self.output_scale)
+        scale_initial_output(self.output_layer, self.output_scale)
         if self._channels_last:          # weights in the activations' layout: no per-call reorders
             self.to(memory_format=torch.channels_last)
 

@@ -65,6 +65,25 @@ def check_kernel_size(value: int, argument: str = "kernel_size") -> int:
     return value
 
 
+def check_output_scale(value: float) -> float:
+    """Validate a backbone's ``output_scale`` (a non-negative, finite number) and return it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"output_scale must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def scale_initial_output(layer: nn.Module, scale: float) -> None:
+    """Multiply a freshly initialised output layer's weight and bias by ``scale``.
+
+    Applied after PyTorch's default initialisation, so the random draws (and everything drawn after
+    them) are those of an unscaled network; a small scale keeps an untrained RIM near its start.
+    """
+    with torch.no_grad():
+        layer.weight.mul_(scale)
+        if layer.bias is not None:
+            layer.bias.mul_(scale)
+
+
 def as_int_list(value: int | Sequence[int], argument: str, length: Optional[int] = None) -> list[int]:
     """Turn an int or a sequence (tuple or JSON list) into a list of positive ints."""
     if isinstance(value, int) and not isinstance(value, bool):

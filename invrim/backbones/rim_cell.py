@@ -14,9 +14,11 @@ from .layers import (
     as_int_list,
     check_dimensions,
     check_kernel_size,
+    check_output_scale,
     check_positive,
     conv_nd,
     get_activation,
+    scale_initial_output,
 )
 
 __all__ = ["RIMCell"]
@@ -83,6 +85,9 @@ class RIMCell(Backbone):
         ``(steps or 1,)`` and initialised to 0, so the untrained cell computes exactly what it
         computes without it. It gives the network a direct, well-scaled path for the physics'
         gradient (a learned gradient-descent step) besides the convolutional update.
+    output_scale : float
+        The output convolution (of every step's copy) starts with PyTorch's default initial weights
+        and bias times this (see :class:`~invrim.backbones.Hourglass`); 1 is PyTorch's initialisation.
     """
 
     name = "rim_cell"
@@ -99,6 +104,7 @@ class RIMCell(Backbone):
         activation: str = "relu",
         steps: Optional[int] = None,
         learned_step_size: bool = False,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive(channels, "channels")
@@ -130,6 +136,7 @@ class RIMCell(Backbone):
         self.activation = activation.lower()
         self.steps = steps
         self.learned_step_size = learned_step_size
+        self.output_scale = check_output_scale(output_scale)
 
         layout = (dimensions, channels, hidden_channels, kernel_sizes, dilations, gru_kernel_size)
         if steps is None:
@@ -139,6 +146,8 @@ class RIMCell(Backbone):
         else:
             # one independently initialised copy per step: blocks.<t>.{convs,grus,output_layer}.*
             self.blocks = nn.ModuleList(_Block(*layout) for _ in range(steps))
+        for block in ([block] if steps is None else self.blocks):
+            scale_initial_output(block.output_layer, self.output_scale)
         if learned_step_size:
             self.step_size = nn.Parameter(torch.zeros(steps or 1))
 
@@ -200,4 +209,5 @@ class RIMCell(Backbone):
             "activation": self.activation,
             "steps": self.steps,
             "learned_step_size": self.learned_step_size,
+            "output_scale": self.output_scale,
         }

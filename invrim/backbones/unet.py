@@ -15,9 +15,11 @@ from .layers import (
     as_int_list,
     check_dimensions,
     check_kernel_size,
+    check_output_scale,
     check_positive,
     conv_nd,
     get_activation,
+    scale_initial_output,
 )
 
 __all__ = ["UNet", "Unet"]
@@ -71,6 +73,9 @@ class UNet(Backbone):
         Activation name (see :data:`invrim.backbones.layers.ACTIVATIONS`).
     resample_with_conv : bool
         Strided / transposed convolutions (True) or pooling / interpolation + convolution.
+    output_scale : float
+        The output convolution starts with PyTorch's default initial weights and bias times this
+        (see :class:`~invrim.backbones.Hourglass`); 1 is PyTorch's initialisation.
     """
 
     name = "unet"
@@ -87,6 +92,7 @@ class UNet(Backbone):
         gru_kernel_size: Optional[int] = None,
         activation: str = "tanh",
         resample_with_conv: bool = True,
+        output_scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_positive(channels, "channels")
@@ -121,6 +127,7 @@ class UNet(Backbone):
         self.gru_kernel_size = gru_kernel_size
         self.activation = activation.lower()
         self.resample_with_conv = resample_with_conv
+        self.output_scale = check_output_scale(output_scale)
 
         d, k = dimensions, kernel_size
         self.input_layer = conv_nd(d, 2 * channels, widths[0], k)
@@ -142,6 +149,7 @@ class UNet(Backbone):
             c = w
         self.decoder = nn.ModuleList(decoder)
         self.output_layer = conv_nd(d, c, channels, k)
+        scale_initial_output(self.output_layer, self.output_scale)
 
     def forward(self, x: Tensor, score: Tensor, h: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor, ...]]:
         act = self.act
@@ -185,6 +193,7 @@ class UNet(Backbone):
             "gru_kernel_size": self.gru_kernel_size,
             "activation": self.activation,
             "resample_with_conv": self.resample_with_conv,
+            "output_scale": self.output_scale,
         }
 
 
