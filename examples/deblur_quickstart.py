@@ -72,20 +72,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast", action="store_true", help="the test suite's size (half the images and steps)")
     parser.add_argument("--figure", default="deblur_quickstart.png", help="where to save the figure")
+    parser.add_argument("--train-images", type=int, help="training images (default 1024; --fast 512)")
+    parser.add_argument("--epochs", type=int, help="training epochs (default 10)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: these small convolutions gain little from more, and "
                              "on a busy machine two threads on two cores ran 3-10x slower than one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)       # an application's choice for its own process
     n_train, epochs, n_test = SIZES["fast" if args.fast else "full"]
+    n_train, epochs = args.train_images or n_train, args.epochs or epochs
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
+    # the test set has its own seed, so it is the same whatever the training set's size
+    g_train, g_test = torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)
 
     images = RandomEllipses(shape=[SIZE, SIZE])
     blur = Blur(psf_sigma=PSF_SIGMA, boundary="periodic")
     problem = Problem(blur, Gaussian(sigma=NOISE_SIGMA))
-    x_train, x_test = images(n_train, generator=g), images(n_test, generator=g)
-    y_train, y_test = problem.simulate(x_train, generator=g), problem.simulate(x_test, generator=g)
+    x_train, x_test = images(n_train, generator=g_train), images(n_test, generator=g_test)
+    y_train, y_test = problem.simulate(x_train, generator=g_train), problem.simulate(x_test, generator=g_test)
 
     net = Hourglass(1, dimensions=2, nf=16, ch_mult=(2, 2), hidden_units=32)
     rim = RIM((SIZE, SIZE), net, problem=problem, T=T, standardize_score=True,

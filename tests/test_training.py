@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from invrim import RIM, Gaussian, Hourglass, Problem
+from invrim import RIM, Gaussian, Hourglass, Problem, RIMCell, UNet
 from invrim.physics import Blur
 from invrim.physics.blur import gaussian_psf
 from invrim.training import EarlyStopping
@@ -506,16 +506,26 @@ def test_the_default_T_is_six_and_the_torch_rim_settings_restore_ten(deblurring)
     assert not torch_rim_like.chooses_tikhonov_start
 
 
-def test_an_untrained_hourglass_rim_stays_near_its_start(deblurring):
-    """output_scale=0.1 (the default): the untrained RIM's T updates move its estimate about a tenth
-    as far from the initial estimate as torch-rim's initialisation (output_scale=1) does, from the
-    same random draws, and its error stays close to the start's; a bad output_scale is refused."""
+SMALL_BACKBONES = {
+    "Hourglass": lambda scale: Hourglass(1, dimensions=2, nf=8, ch_mult=(2,), hidden_units=16, num_layers=1,
+                                         output_scale=scale),
+    "UNet": lambda scale: UNet(1, dimensions=2, nf=8, ch_mult=(1, 2), output_scale=scale),
+    "RIMCell": lambda scale: RIMCell(1, dimensions=2, hidden_channels=16, output_scale=scale),
+}
+
+
+@pytest.mark.parametrize("backbone", list(SMALL_BACKBONES))
+def test_an_untrained_rim_stays_near_its_start(deblurring, backbone):
+    """output_scale=0.1 (every convolutional backbone's default): the untrained RIM's T updates move
+    its estimate about a tenth as far from the initial estimate as PyTorch's initialisation
+    (output_scale=1, torch-rim's) does, from the same random draws, and its error stays close to the
+    start's; a bad output_scale is refused."""
     problem, _, (y, x) = deblurring
     y, x = y[:8], x[:8]
     moved, errors = {}, {}
     for scale in (0.1, 1.0):
         torch.manual_seed(0)
-        net = Hourglass(1, dimensions=2, nf=8, ch_mult=(2,), hidden_units=16, num_layers=1, output_scale=scale)
+        net = SMALL_BACKBONES[backbone](scale)
         rim = RIM((SIZE, SIZE), net, problem=problem, T=4, initialization_method="approximate_inverse")
         with torch.no_grad():
             trajectory = rim(y)
@@ -523,6 +533,7 @@ def test_an_untrained_hourglass_rim_stays_near_its_start(deblurring):
         errors[scale] = mse(trajectory[-1], x) / mse(trajectory[0], x)
     assert 0.05 < moved[0.1] / moved[1.0] < 0.2, moved
     assert errors[0.1] < 1.5 and errors[0.1] < errors[1.0], errors
-    assert Hourglass(1, dimensions=2).output_scale == 0.1
+    cls = type(SMALL_BACKBONES[backbone](0.1))
+    assert cls(1, dimensions=2).output_scale == 0.1
     with pytest.raises(ValueError, match="output_scale must be a non-negative number, got -1"):
-        Hourglass(1, dimensions=2, output_scale=-1)
+        cls(1, dimensions=2, output_scale=-1)
