@@ -71,9 +71,10 @@ def test_every_example_is_run_by_some_test():
 def test_quickstart_beats_its_baselines_in_fast_mode(tmp_path):
     """The README's main job shows what invrim is for: at its --fast size (a fixed 320 training
     steps, not a time budget) the RIM beats the observation and the exact Wiener filter.
-    Measured (2026-12-06, AVX2-only AMD EPYC, one thread): +2.68 dB over the observation, +1.00 dB
-    over the Wiener filter (the earlier 256 images x 20 epochs gave +0.45 dB there, +0.59 dB on an
-    AVX-512 CPU); the full size gives about +4.2 / +2.4 dB."""
+    Measured (2026-12-06, AVX2-only AMD EPYC, one thread, the test set drawn from its own seed):
+    +3.33 dB over the observation, +1.57 dB over the Wiener filter (the earlier 256 images x 20
+    epochs gave +0.45 dB over Wiener there, +0.59 dB on an AVX-512 CPU); the full size gives
+    +4.51 / +2.59 dB."""
     out = _run_fast(QUICKSTART, tmp_path)
     table = dict(re.findall(r"^  (observation y|Wiener filter|RIM) +(-?\d+\.\d+)$", out.stdout, re.M))
     assert set(table) == {"observation y", "Wiener filter", "RIM"}, out.stdout
