@@ -177,8 +177,8 @@ def test_sigkill_at_many_points_then_rerun_gives_the_uninterrupted_file(tmp_path
         try:
             with h5py.File(partial, "r") as f:
                 progress.append(int(f["done"][:].sum()))
-        except OSError:          # killed while the file was being created: it is discarded on rerun
-            progress.append(-1)
+        except (OSError, KeyError):  # killed while the file was being created or a header written
+            progress.append(-1)        # (h5py: KeyError "bad object header"): the rerun must cope
     print("done counts after each kill:", progress)
     assert any(0 < p < 1200 for p in progress), progress         # at least one kill landed mid-run
     if not out.exists():         # (a fast machine may finish the job during the last attempt)
