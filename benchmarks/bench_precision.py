@@ -149,7 +149,7 @@ def main() -> None:
             base = precision.split("+")[0]
             # an emulated precision has no matmul peak to speak of (its matmul and its convolutions
             # take different emulation paths): a fraction of it would read as a meaningless 1000 %
-            fraction = f"{rate / peak[base]:.0%}" if supported[base] else "— (no bf16 hardware: emulated)"
+            fraction = f"{rate / peak[base]:.0%}" if supported[base] else f"— ({base} is emulated on this CPU)"
             print(f"| {label} | {precision} | {f / 1e9:.2f} | {rate / 1e9:.1f} | {fraction} |")
     if args.shapes:
         conv_table(args.batch, args.rounds)

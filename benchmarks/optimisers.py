@@ -953,6 +953,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--from-json", metavar="PATH",
                         help="run nothing: print the tables and verdict of a saved --json file (and draw --figure)")
     args = parser.parse_args(argv)
+    if not args.kappa_noise > 0:
+        parser.error(f"--kappa-noise must be positive, got {args.kappa_noise}")
     if args.from_json:
         results = json.loads(Path(args.from_json).read_text())
         print(markdown(results))
@@ -969,7 +971,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"torch {machine['torch']}, {args.threads} thread(s)")
     results: dict[str, Any] = {"machine": machine, "quick": args.quick, "seed": args.seed, "problems": {}}
     for name in args.problems:
-        task = (RingdownTask(args.quick) if name == "ringdown" else KappaTask(args.quick, args.kappa_noise) if name == "kappa"
+        task = (RingdownTask(args.quick) if name == "ringdown"
+                else KappaTask(args.quick, args.kappa_noise) if name == "kappa"
                 else DeblurTask(args.quick, args.deblur_noise))
         if isinstance(task, DeblurTask):
             log(f"deblurring: Hessian eigenvalues in [{task.mu:.4g}, {task.L:.4g}], condition number "

@@ -145,11 +145,12 @@ class RIMCell(Backbone):
             # shared weights keep their historical names (convs.*, grus.*, output_layer.*)
             block = _Block(*layout)
             self.convs, self.grus, self.output_layer = block.convs, block.grus, block.output_layer
+            blocks = [block]
         else:
             # one independently initialised copy per step: blocks.<t>.{convs,grus,output_layer}.*
-            self.blocks = nn.ModuleList(_Block(*layout) for _ in range(steps))
-        for block in ([block] if steps is None else self.blocks):
-            scale_initial_output(block.output_layer, self.output_scale)
+            self.blocks = blocks = nn.ModuleList(_Block(*layout) for _ in range(steps))
+        for b in blocks:
+            scale_initial_output(b.output_layer, self.output_scale)
         if learned_step_size:
             self.step_size = nn.Parameter(torch.zeros(steps or 1))
 
